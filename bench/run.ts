@@ -1,0 +1,167 @@
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { runLoad, type LoadResult } from './load.ts'
+import { cpuTimeMs, installCleanup, killAllNow, rssMb, startGateway, startOwnServer, stop, type Started } from './processes.ts'
+import { consoleTable, evaluateTargets, failedRequests, targetLines, writeResults, type BenchRecord, type ScenarioRecord } from './report.ts'
+import { scenarios, type Scenario, type Side } from './scenarios.ts'
+import { buildGateway, prepareSecrets, sanityCheck } from './setup.ts'
+
+/**
+ * npm run bench [-- --smoke] [--no-build] [--no-redis] [--only create,poll] [--rounds N] [--duration S] [--warmup S]
+ *                 [--fixed-connections N] [--server-js path/to/server.js] [--gateway-flags="--max-semi-space-size=8"]
+ *
+ * Fixed upstream, baseline proxy and the production gateway, each in its own
+ * process on loopback; autocannon in this one. Baseline and gateway take turns
+ * (ABBA order) so that machine noise hits both alike. Exit 1: a request failed
+ * (or the bench broke); exit 2: a performance target was missed (full mode).
+ */
+const root = fileURLToPath(new URL('..', import.meta.url))
+const { values: flags } = parseArgs({
+  allowNegative: true,
+  options: {
+    smoke: { type: 'boolean', default: false },
+    build: { type: 'boolean', default: true },
+    redis: { type: 'boolean', default: true },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    'fixed-connections': { type: 'string' },
+    only: { type: 'string' },
+    'server-js': { type: 'string' },
+    'gateway-flags': { type: 'string' }
+  }
+})
+const smoke = flags.smoke
+function numberFlag (value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  const number = Number(value)
+  if (!Number.isFinite(number) || number < 0) throw new Error(`not a usable number: ${value}`)
+  return number
+}
+const settings = {
+  rounds: numberFlag(flags.rounds, smoke ? 1 : 5),
+  durationS: numberFlag(flags.duration, smoke ? 1 : 4),
+  warmupS: numberFlag(flags.warmup, smoke ? 0 : 2),
+  connections: 32,
+  highConnections: 256,
+  fixedRate: { rate: 1000, connections: numberFlag(flags['fixed-connections'], 1) },
+  /** node flags the gateway ran with (none: as users run it) */
+  gatewayFlags: flags['gateway-flags'] ?? ''
+}
+const redisUrl = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379'
+
+const say = (line: string): void => { process.stdout.write(line + '\n') }
+const describe = (run: LoadResult): string =>
+  `${String(run.rps).padStart(6)} req/s  p50 ${run.p50.toFixed(2)}  p99 ${run.p99.toFixed(2)}  max ${run.max.toFixed(1)} ms  CPU ${run.serverCpuUs} µs/req` +
+  (run.errors + run.non2xx > 0 ? `  ERRORS ${run.errors} non-2xx ${run.non2xx} ${JSON.stringify(run.statusCodes)}` : '')
+
+async function load (scenario: Scenario, side: Side, server: Started, durationS: number, connections = scenario.connections): Promise<LoadResult> {
+  const { path, ...request } = scenario.request(side)
+  const cpuBefore = cpuTimeMs(server.pid)
+  const result = await runLoad({ url: server.url + path, ...request, connections, durationS, overallRate: scenario.overallRate })
+  const cpuAfter = cpuTimeMs(server.pid)
+  if (cpuBefore !== null && cpuAfter !== null && result.requests > 0) result.serverCpuUs = Math.round((cpuAfter - cpuBefore) * 1000 / result.requests)
+  await sleep(200) // let the closed connections settle before the other side starts
+  return result
+}
+
+async function runScenario (scenario: Scenario, baseline: Started, gateway: Started): Promise<ScenarioRecord> {
+  const servers: Record<Side, Started> = { baseline, gateway }
+  const record: ScenarioRecord = {
+    name: scenario.name, what: scenario.what, connections: scenario.connections, overallRate: scenario.overallRate ?? null, warmup: {}, rounds: [], gatewayRssMb: null
+  }
+  if (settings.warmupS > 0) {
+    for (const side of ['baseline', 'gateway'] as const) record.warmup[side] = await load(scenario, side, servers[side], settings.warmupS)
+  }
+  for (let index = 0; index < settings.rounds; index++) {
+    const order: Side[] = index % 2 === 0 ? ['baseline', 'gateway'] : ['gateway', 'baseline']
+    const results: Partial<Record<Side, LoadResult>> = {}
+    for (const side of order) {
+      results[side] = await load(scenario, side, servers[side], settings.durationS)
+      say(`  ${scenario.name.padEnd(12)} round ${index + 1}/${settings.rounds}  ${side.padEnd(8)} ${describe(results[side])}`)
+    }
+    record.rounds.push({ first: order[0] as Side, baseline: results.baseline as LoadResult, gateway: results.gateway as LoadResult })
+  }
+  record.gatewayRssMb = rssMb(gateway.pid)
+  return record
+}
+
+async function main (): Promise<number> {
+  const started = Date.now()
+  installCleanup()
+  if (flags.build) buildGateway(root)
+  const secrets = prepareSecrets()
+  process.once('exit', secrets.remove)
+  const serverJs = flags['server-js'] ?? join(root, 'dist', 'server.js')
+  const gatewayOptions = (name: string, store: string): Parameters<typeof startGateway>[0] => ({
+    name, serverJs, cwd: secrets.dir, env: secrets.gatewayEnv(upstream.url, store), nodeFlags: settings.gatewayFlags.split(' ').filter(Boolean)
+  })
+
+  const upstream = await startOwnServer('fixed upstream', join(root, 'bench', 'fixed-upstream.ts'), [secrets.upstreamKey])
+  const baseline = await startOwnServer('baseline proxy', join(root, 'bench', 'baseline-proxy.ts'), [upstream.url, secrets.upstreamKey, '128'])
+  const gateway = await startGateway(gatewayOptions('gateway', ''))
+  const upstreamTaskId = await sanityCheck('baseline', baseline.url, secrets.tenantKey)
+  const scopedTaskId = await sanityCheck('gateway', gateway.url, secrets.tenantKey)
+  const idleRss = rssMb(gateway.pid)
+  say(`upstream ${upstream.url}, baseline ${baseline.url}, gateway ${gateway.url} (pid ${gateway.pid}, RSS ${idleRss} MB idle)`)
+  say(`${smoke ? 'SMOKE: ' : ''}${settings.rounds} round(s) × ${settings.durationS} s per side and scenario, ${settings.warmupS} s warm-up\n`)
+
+  const record: BenchRecord = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    cores: cpus().length,
+    mode: smoke ? 'smoke' : 'full',
+    settings,
+    scenarios: [],
+    highConcurrency: null,
+    elapsedS: 0
+  }
+  const list = scenarios({ tenantKey: secrets.tenantKey, scopedTaskId, upstreamTaskId, connections: settings.connections, fixedRate: settings.fixedRate })
+  const only = flags.only?.split(',')
+  for (const scenario of list.filter((entry) => only === undefined || only.includes(entry.name))) {
+    if (scenario.store === 'memory') {
+      record.scenarios.push(await runScenario(scenario, baseline, gateway))
+      continue
+    }
+    if (!flags.redis) {
+      say(`  ${scenario.name}: skipped (--no-redis)`)
+      continue
+    }
+    const redisGateway = await startGateway(gatewayOptions('gateway (redis)', redisUrl))
+    try {
+      await sanityCheck('gateway (redis)', redisGateway.url, secrets.tenantKey)
+      record.scenarios.push(await runScenario(scenario, baseline, redisGateway))
+    } finally {
+      await stop(redisGateway)
+    }
+  }
+
+  const create = list[0] as Scenario
+  const high = await load(create, 'gateway', gateway, settings.durationS, settings.highConnections)
+  record.highConcurrency = { connections: settings.highConnections, run: high, rssMb: rssMb(gateway.pid) }
+  say(`  create       ${settings.highConnections} connections gateway  ${describe(high)}  RSS ${record.highConcurrency.rssMb} MB`)
+
+  await stop(gateway)
+  await Promise.all([stop(baseline), stop(upstream)])
+  record.elapsedS = Math.round((Date.now() - started) / 1000)
+
+  const targets = evaluateTargets(record)
+  writeResults(join(root, 'bench', 'results'), record, targets)
+  say('\n' + consoleTable(record) + '\n')
+  for (const line of targetLines(targets)) say(line)
+  say(`\nwrote bench/results/latest.json and latest.md (${record.elapsedS} s in all)`)
+  if (failedRequests(record) > 0) return 1
+  return targets.some((target) => target.enforced && !target.pass) ? 2 : 0
+}
+
+main().then((code) => {
+  process.exit(code)
+}, (error: unknown) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+  killAllNow()
+  process.exit(1)
+})

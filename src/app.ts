@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto'
+import type { Server } from 'node:http'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, type RawRequestDefaultExpression } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Dispatcher } from 'undici'
+import type { DestinationStream } from 'pino'
+import packageJson from '../package.json' with { type: 'json' }
+import { ConfigError, gatewaySecrets, parseTrustProxy, resolveConfig, type Config } from './config.ts'
+import { loggerOptions } from './logger.ts'
+import { buildTenantRegistry, readTenantsFile } from './lib/tenants.ts'
+import type { TenantDefinition } from './schemas/tenants.ts'
+import { ErrorResponse } from './schemas/errors.ts'
+import redisStore from './plugins/app/redis-store.ts'
+import rateLimit from './plugins/external/rate-limit.ts'
+import errorHandler, { clientErrorHandler, expectationHandler, sendError } from './plugins/app/error-handler.ts'
+import upstreamClient from './plugins/app/upstream-client.ts'
+import upstreamBreaker from './plugins/app/upstream-breaker.ts'
+import idempotency from './plugins/app/idempotency.ts'
+import gracefulShutdown from './plugins/app/graceful-shutdown.ts'
+import taskIds from './plugins/app/task-ids.ts'
+import tenantAuth from './plugins/app/tenant-auth.ts'
+import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
+import requestLogging from './plugins/app/request-logging.ts'
+import cors from './plugins/external/cors.ts'
+import responseHeaders from './plugins/app/response-headers.ts'
+import swagger from './plugins/external/swagger.ts'
+import healthRoutes from './routes/health.ts'
+import v1Routes from './routes/v1/index.ts'
+
+export interface BuildAppOptions {
+  /** any configuration value; the rest come from ConfigSchema's defaults */
+  config?: Partial<Config>
+  /** tenants as in TENANTS_FILE; when absent, read from `config.tenantsFile` */
+  tenants?: readonly TenantDefinition[]
+  /** replaces the upstream Pool (tests) */
+  upstreamDispatcher?: Dispatcher
+  /**
+   * Where and how much to log; merged over the production options (redaction,
+   * serializers), which always apply. `false`: no logging. Default: stdout at `config.logLevel`.
+   */
+  logger?: false | { level?: string, stream?: DestinationStream }
+  /** an existing pino logger (server.ts shares one with the bootstrap) */
+  loggerInstance?: FastifyBaseLogger
+}
+
+const minimumSecretLength = 32
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Honours a caller's x-request-id when it is sane, so traces join up; otherwise mints one. */
+function requestId (request: RawRequestDefaultExpression): string {
+  const presented = request.headers['x-request-id']
+  return typeof presented === 'string' && requestIdPattern.test(presented) ? presented : randomUUID()
+}
+
+const storeErrorPolicies = {
+  memory: 'rate limits count per instance',
+  allow: 'rate limits are not enforced',
+  deny: 'rate-limited requests get 503'
+} as const
+
+/** What the gateway does while Redis is down: said once, in the outage warning. */
+function redisOutagePolicy (config: Config): string {
+  return `${storeErrorPolicies[config.rateLimitOnStoreError]}, requests with an Idempotency-Key get 503, until it is back`
+}
+
+/** Builds the gateway; never listens (server.ts does). */
+export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const config = resolveConfig(options.config)
+  if (config.evolinkApiKey === '') throw new ConfigError('EVOLINK_API_KEY is empty (server.ts starts the simulator in that case; buildApp needs an upstream and its key)')
+  const secrets = gatewaySecrets(config)
+  if (secrets.length === 0) throw new ConfigError('GATEWAY_SECRET is required: it signs tenant-scoped task ids (32+ characters, e.g. `openssl rand -base64 48`)')
+  if (secrets.some((secret) => secret.length < minimumSecretLength)) throw new ConfigError(`GATEWAY_SECRET: each secret needs at least ${minimumSecretLength} characters`)
+  let tenants = options.tenants
+  if (tenants === undefined) {
+    if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required: no tenants were given')
+    tenants = readTenantsFile(config.tenantsFile)
+  }
+  const registry = buildTenantRegistry(tenants)
+
+  const errorOptions = {
+    bodyLimitBytes: config.bodyLimitBytes,
+    notFoundRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
+  }
+  const serverOptions: FastifyHttpOptions<Server> = {
+    ...(options.loggerInstance === undefined
+      ? { logger: options.logger === false ? false : { ...loggerOptions(config), ...options.logger } }
+      : { loggerInstance: options.loggerInstance }),
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: parseTrustProxy(config.trustProxy),
+    // request-logging.ts writes one line per request instead of Fastify's two
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    requestIdHeader: false,
+    genReqId: requestId,
+    // above TaskParams' maxLength, so that an overlong id gets the schema's clear 400
+    routerOptions: { maxParamLength: 1024 },
+    // Bad URL encodings fail before routing: answer them in the one format too.
+    frameworkErrors: (error, request, reply) => { sendError(error, request, reply, errorOptions) },
+    // Errors before a request exists (oversized headers, malformed HTTP) too.
+    clientErrorHandler,
+    http: {
+      // A request without Host is answered like any other, in the format, instead of Node's empty 400.
+      requireHostHeader: false,
+      // Node enforces the headers and request timeouts (server.ts) only when it checks
+      // connections, every 30 s by default: a slow client would outlive its timeout by that much.
+      connectionsCheckingInterval: 1000
+    },
+    // graceful-shutdown.ts answers requests that arrive while closing, in the one error format
+    return503OnClosing: false,
+    ajv: {
+      customOptions: {
+        // Unknown fields are errors (a typo must not silently cost money), types are
+        // not coerced ("4" is not 4), and nothing is added: the body is forwarded as sent.
+        removeAdditional: false,
+        coerceTypes: false,
+        useDefaults: false,
+        allErrors: false
+      }
+    }
+  }
+  const app = Fastify(serverOptions).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.server.on('checkExpectation', expectationHandler)
+  // A JSON-only API: other bodies get 415 rather than reaching validation as strings.
+  app.removeContentTypeParser('text/plain')
+  app.addSchema(ErrorResponse)
+  await app.register(redisStore, { redisUrl: config.redisUrl, outagePolicy: redisOutagePolicy(config) })
+  await app.register(rateLimit, { onStoreError: config.rateLimitOnStoreError })
+  await app.register(errorHandler, errorOptions)
+  await app.register(gracefulShutdown)
+  await app.register(upstreamBreaker, { failureThreshold: config.upstreamBreakerFailures, openMs: config.upstreamBreakerOpenMs })
+  await app.register(upstreamClient, {
+    baseUrl: config.evolinkBaseUrl,
+    apiKey: config.evolinkApiKey,
+    timeoutMs: config.upstreamTimeoutMs,
+    connections: config.upstreamConnections,
+    maxResponseBytes: config.upstreamMaxResponseBytes,
+    dispatcher: options.upstreamDispatcher,
+    retry: { attempts: config.upstreamRetryAttempts, baseDelayMs: config.upstreamRetryBaseDelayMs, maxDelayMs: config.upstreamRetryMaxDelayMs }
+  })
+  await app.register(taskIds, { secrets })
+  await app.register(tenantAuth, {
+    registry,
+    unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
+  })
+  await app.register(tenantRateLimit)
+  await app.register(idempotency, {
+    ttlMs: config.idempotencyTtlMs,
+    // Longer than any request can run (one upstream call, plus one retry of a refused connect), so that
+    // a key is never freed under a running request; short enough that a crashed instance frees it soon.
+    lockTtlMs: 2 * config.upstreamTimeoutMs + 10_000,
+    memoryMaxKeys: config.idempotencyMemoryMaxKeys
+  })
+  await app.register(responseHeaders)
+  await app.register(requestLogging)
+  await app.register(cors)
+  await app.register(swagger, { version: packageJson.version })
+  await app.register(healthRoutes)
+  await app.register(v1Routes, { prefix: '/v1' })
+  return app
+}

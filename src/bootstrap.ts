@@ -1,0 +1,55 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { ConfigError, gatewaySecrets, type Config } from './config.ts'
+import { generateTenantKey, readTenantsFile, tenantKeyHash } from './lib/tenants.ts'
+import type { TenantDefinition } from './schemas/tenants.ts'
+import { startSimulator } from './simulator/start.ts'
+
+export interface Runtime {
+  /** the configuration buildApp gets (in simulator mode: pointed at the simulator) */
+  config: Config
+  tenants: TenantDefinition[]
+  mode: 'evolink' | 'simulator'
+  /** simulator mode without TENANTS_FILE: the demo tenant's key, to print once */
+  demoTenantKey: string | null
+  close (): Promise<void>
+}
+
+/**
+ * Decides what the gateway talks to. With EVOLINK_API_KEY: the real upstream,
+ * and TENANTS_FILE and GATEWAY_SECRET are required. Without it: the built-in
+ * simulator on a loopback port, and (unless TENANTS_FILE is given) a demo tenant.
+ */
+export async function prepareRuntime (config: Config, log: FastifyBaseLogger): Promise<Runtime> {
+  if (config.evolinkApiKey !== '') {
+    if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required with EVOLINK_API_KEY (see .env.example; `npm run tenant-key -- <tenant id>` makes a key)')
+    if (gatewaySecrets(config).length === 0) throw new ConfigError('GATEWAY_SECRET is required with EVOLINK_API_KEY: it signs task ids, and every replica needs the same one')
+    return { config, tenants: readTenantsFile(config.tenantsFile), mode: 'evolink', demoTenantKey: null, close: async () => {} }
+  }
+
+  const simulatorKey = 'sk-evo-sim-' + randomBytes(16).toString('hex')
+  const simulator = await startSimulator({ apiKey: simulatorKey, taskDurationMs: config.simulatorTaskDurationMs, host: '127.0.0.1', port: 0 })
+  log.warn({ simulator: simulator.url }, 'EVOLINK_API_KEY is not set: SIMULATOR MODE, no real videos are made. Set EVOLINK_API_KEY to use Evolink.')
+
+  let tenants: TenantDefinition[]
+  let demoTenantKey: string | null = null
+  if (config.tenantsFile !== '') {
+    tenants = readTenantsFile(config.tenantsFile)
+  } else {
+    demoTenantKey = generateTenantKey()
+    tenants = [{ id: 'demo', keys: [tenantKeyHash(demoTenantKey)], rateLimit: { max: 60, timeWindow: 60_000 } }]
+  }
+  return {
+    config: {
+      ...config,
+      evolinkApiKey: simulatorKey,
+      evolinkBaseUrl: simulator.url,
+      // Simulated tasks die with the process, so ids that die with it too are fine.
+      gatewaySecret: config.gatewaySecret === '' ? randomBytes(32).toString('base64url') : config.gatewaySecret
+    },
+    tenants,
+    mode: 'simulator',
+    demoTenantKey,
+    close: simulator.close
+  }
+}

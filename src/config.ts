@@ -1,0 +1,112 @@
+import { Type, type Static, type TSchema } from 'typebox'
+import { Value } from 'typebox/value'
+import { firstSchemaProblem } from './lib/schema-errors.ts'
+
+/**
+ * The gateway's whole configuration: one TypeBox schema. Each property names
+ * the environment variable it is read from (`env`), so that parsing, defaults,
+ * validation, `.env.example` and the README's config reference all come from
+ * here. `buildApp({ config })` takes the same shape, so tests need no env.
+ */
+export const ConfigSchema = Type.Object({
+  port: Type.Integer({ env: 'PORT', default: 8080, minimum: 0, maximum: 65535, description: 'TCP port the gateway listens on.' }),
+  host: Type.String({ env: 'HOST', default: '127.0.0.1', minLength: 1, description: 'Address to bind; use 0.0.0.0 in a container.' }),
+  evolinkApiKey: Type.String({ env: 'EVOLINK_API_KEY', default: '', description: 'The upstream (Evolink) key. Empty: the gateway runs against its built-in simulator and makes no real videos.' }),
+  evolinkBaseUrl: Type.String({ env: 'EVOLINK_BASE_URL', default: 'https://api.evolink.ai', pattern: '^https?://[^\\s/]+(/.*)?$', description: 'Upstream origin.' }),
+  tenantsFile: Type.String({ env: 'TENANTS_FILE', default: '', description: 'Path of the tenants JSON file (required with a real upstream key).' }),
+  gatewaySecret: Type.String({ env: 'GATEWAY_SECRET', default: '', description: 'Secret (32+ chars) that signs tenant-scoped task ids; required with a real upstream key. Several, comma-separated: the first signs, all verify (rotation).' }),
+  redisUrl: Type.String({ env: 'REDIS_URL', default: '', pattern: '^(rediss?://.+)?$', description: 'Redis for state shared by all instances (rate-limit counters, Idempotency-Key records). Empty: in memory, per instance.' }),
+  upstreamTimeoutMs: Type.Integer({ env: 'UPSTREAM_TIMEOUT_MS', default: 30000, minimum: 100, maximum: 600000, description: 'Deadline for one upstream call, headers and body; past it the caller gets 504 upstream_timeout.' }),
+  upstreamConnections: Type.Integer({ env: 'UPSTREAM_CONNECTIONS', default: 128, minimum: 1, maximum: 4096, description: 'Keep-alive connections in the upstream pool.' }),
+  upstreamMaxResponseBytes: Type.Integer({ env: 'UPSTREAM_MAX_RESPONSE_BYTES', default: 1048576, minimum: 1024, maximum: 67108864, description: 'Largest upstream body the gateway reads; more is bad_upstream_response.' }),
+  bodyLimitBytes: Type.Integer({ env: 'BODY_LIMIT_BYTES', default: 65536, minimum: 1024, maximum: 10485760, description: 'Largest request body accepted; more is 413.' }),
+  logLevel: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { env: 'LOG_LEVEL', default: 'info', description: 'pino log level.' }),
+  trustProxy: Type.String({ env: 'TRUST_PROXY', default: 'false', description: 'Fastify trustProxy: false (default: client IP is the socket peer), true, a hop count, or comma-separated addresses/CIDRs of your proxies. Matters for per-IP limits.' }),
+  unauthenticatedRateLimitMax: Type.Integer({ env: 'UNAUTHENTICATED_RATE_LIMIT_MAX', default: 30, minimum: 1, description: 'Requests per window one client IP may make without a valid key (slows key guessing).' }),
+  unauthenticatedRateLimitWindowMs: Type.Integer({ env: 'UNAUTHENTICATED_RATE_LIMIT_WINDOW_MS', default: 60000, minimum: 1000, description: 'Window of the per-IP limit, ms.' }),
+  rateLimitOnStoreError: Type.Enum(['memory', 'allow', 'deny'], { env: 'RATE_LIMIT_ON_STORE_ERROR', default: 'memory', description: 'If Redis fails mid-traffic, rate limits: memory counts in this instance until Redis is back (each instance then enforces the whole limit), allow lets requests through uncounted, deny answers 503 store_unavailable.' }),
+  idempotencyTtlMs: Type.Integer({ env: 'IDEMPOTENCY_TTL_MS', default: 86400000, minimum: 60000, maximum: 604800000, description: 'How long an Idempotency-Key is remembered (its answer replayed) after the request that used it.' }),
+  idempotencyMemoryMaxKeys: Type.Integer({ env: 'IDEMPOTENCY_MEMORY_MAX_KEYS', default: 10000, minimum: 100, maximum: 1000000, description: 'Without REDIS_URL: most Idempotency-Keys kept in memory; past it the oldest are forgotten first.' }),
+  upstreamRetryAttempts: Type.Integer({ env: 'UPSTREAM_RETRY_ATTEMPTS', default: 3, minimum: 1, maximum: 10, description: 'Most attempts of one task read (GET) on a reset or a 502/503/504, the first included, all within UPSTREAM_TIMEOUT_MS; 1 disables retries. A create (POST) is retried only after a refused connection, once.' }),
+  upstreamRetryBaseDelayMs: Type.Integer({ env: 'UPSTREAM_RETRY_BASE_DELAY_MS', default: 100, minimum: 1, maximum: 10000, description: 'First backoff step of upstream retries; it doubles per attempt (full jitter).' }),
+  upstreamRetryMaxDelayMs: Type.Integer({ env: 'UPSTREAM_RETRY_MAX_DELAY_MS', default: 2000, minimum: 1, maximum: 60000, description: 'Longest wait before one retry, backoff or upstream Retry-After; a longer Retry-After is not waited for.' }),
+  upstreamBreakerFailures: Type.Integer({ env: 'UPSTREAM_BREAKER_FAILURES', default: 5, minimum: 0, maximum: 1000, description: 'Consecutive upstream failures (transport errors, timeouts, 5xx; not 4xx) that open the circuit breaker; 0 disables it.' }),
+  upstreamBreakerOpenMs: Type.Integer({ env: 'UPSTREAM_BREAKER_OPEN_MS', default: 10000, minimum: 100, maximum: 600000, description: 'How long the open breaker answers 503 without calling the upstream before one probe call is let through.' }),
+  serverHeadersTimeoutMs: Type.Integer({ env: 'SERVER_HEADERS_TIMEOUT_MS', default: 10000, minimum: 100, description: 'A client must send its complete request headers within this time (slowloris bound).' }),
+  serverRequestTimeoutMs: Type.Integer({ env: 'SERVER_REQUEST_TIMEOUT_MS', default: 30000, minimum: 100, description: 'A client must send its complete request, body included, within this time (dribbled bodies).' }),
+  serverKeepAliveTimeoutMs: Type.Integer({ env: 'SERVER_KEEP_ALIVE_TIMEOUT_MS', default: 72000, minimum: 100, description: 'Idle keep-alive connections close after this; longer than the usual 60 s of load balancers in front, so they close first.' }),
+  serverMaxConnections: Type.Integer({ env: 'SERVER_MAX_CONNECTIONS', default: 10000, minimum: 1, description: 'Open connections accepted at once; more are refused at the socket (connection floods).' }),
+  shutdownGraceMs: Type.Integer({ env: 'SHUTDOWN_GRACE_MS', default: 10000, minimum: 0, description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish.' }),
+  simulatorTaskDurationMs: Type.Integer({ env: 'SIMULATOR_TASK_DURATION_MS', default: 20000, minimum: 0, description: 'Simulator mode only: how long a simulated video takes.' })
+}, { additionalProperties: false })
+
+export type Config = Static<typeof ConfigSchema>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+type EnvSource = Record<string, string | undefined>
+
+function envNameOf (key: string): string {
+  const schema = ConfigSchema.properties[key as keyof Config] as TSchema & { env?: string }
+  return schema.env ?? key
+}
+
+/** Every variable with its schema, in declaration order (for .env.example and the README). */
+export function describeConfig (): Array<{ key: keyof Config, env: string, schema: TSchema & { default?: unknown, description?: string } }> {
+  return (Object.keys(ConfigSchema.properties) as Array<keyof Config>).map((key) => ({
+    key,
+    env: envNameOf(key),
+    schema: ConfigSchema.properties[key]
+  }))
+}
+
+/** Applies defaults, validates once, and names the variable at fault. */
+export function resolveConfig (overrides: Partial<Config> = {}): Config {
+  const withDefaults = Value.Default(ConfigSchema, structuredClone(overrides)) as Record<string, unknown>
+  const problem = firstSchemaProblem(ConfigSchema, withDefaults)
+  if (problem === null) return withDefaults as Config
+  if (problem.path === '') throw new ConfigError(`Invalid configuration: ${problem.message}`)
+  const shown = problem.path === 'evolinkApiKey' || problem.path === 'gatewaySecret' ? '[redacted]' : JSON.stringify(withDefaults[problem.path])
+  throw new ConfigError(`Invalid configuration: ${envNameOf(problem.path)} ${problem.message}, got ${shown}`)
+}
+
+/** Reads the configuration from environment variables (empty means unset). */
+export function loadConfig (env: EnvSource): Config {
+  const values: Record<string, unknown> = {}
+  for (const { key, env: name, schema } of describeConfig()) {
+    const raw = env[name]
+    if (raw === undefined || raw === '') continue
+    values[key] = convertEnvValue(raw, schema)
+  }
+  return resolveConfig(values as Partial<Config>)
+}
+
+function convertEnvValue (raw: string, schema: TSchema & { type?: unknown }): unknown {
+  if (schema.type === 'integer') return /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw
+  if (schema.type === 'boolean') {
+    const lowered = raw.trim().toLowerCase()
+    if (lowered === 'true' || lowered === '1') return true
+    if (lowered === 'false' || lowered === '0') return false
+    return raw
+  }
+  return raw
+}
+
+/** Fastify's `trustProxy` from the TRUST_PROXY string. */
+export function parseTrustProxy (value: string): boolean | string[] | ((address: string, hop: number) => boolean) {
+  const trimmed = value.trim()
+  if (trimmed === 'false' || trimmed === '') return false
+  if (trimmed === 'true') return true
+  if (/^\d+$/.test(trimmed)) {
+    const hops = Number(trimmed)
+    return (_address, hop) => hop < hops
+  }
+  return trimmed.split(',').map((part) => part.trim()).filter(Boolean)
+}
+
+/** The signing secrets, first one current. */
+export function gatewaySecrets (config: Pick<Config, 'gatewaySecret'>): string[] {
+  return config.gatewaySecret.split(',').map((secret) => secret.trim()).filter(Boolean)
+}

@@ -1,0 +1,223 @@
+import createError from '@fastify/error'
+
+/**
+ * The one table of every error the gateway answers with. Each row becomes an
+ * error class (via @fastify/error); the error handler turns any of them into
+ * `{"error":{"code","message","type","request_id","param"?}}`. The README and
+ * /openapi.json are generated from `description`, and a test checks that every
+ * row is documented in both.
+ */
+export interface ErrorRow {
+  statusCode: number
+  type: string
+  /** util.format template; `%s` rows take their message as the first argument */
+  message: string
+  /** when the gateway answers with this row (for docs) */
+  description: string
+  /** 5xx rows log at error level, 4xx rows at info */
+}
+
+export const errorTable = {
+  invalid_request: {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    message: '%s',
+    description: 'Malformed JSON, a schema or cross-field violation, an unknown field, or a field the gateway does not support yet; `param` names the field.'
+  },
+  unauthorized: {
+    statusCode: 401,
+    type: 'authentication_error',
+    message: 'Missing or invalid API key. Send `Authorization: Bearer <tenant key>`.',
+    description: 'Missing, malformed or unknown tenant key.'
+  },
+  forbidden: {
+    statusCode: 403,
+    type: 'permission_error',
+    message: '%s',
+    description: 'The tenant may not use this model (or origin); `param` names the field.'
+  },
+  not_found: {
+    statusCode: 404,
+    type: 'invalid_request_error',
+    message: '%s',
+    description: 'Unknown route, or a task id that is unknown, forged or belongs to another tenant (never 403, so existence is not revealed); also the upstream\'s 404.'
+  },
+  request_timeout: {
+    statusCode: 408,
+    type: 'invalid_request_error',
+    message: 'The request was not received in time.',
+    description: 'The client did not send its whole request within `SERVER_REQUEST_TIMEOUT_MS` (a dribbled body).'
+  },
+  payload_too_large: {
+    statusCode: 413,
+    type: 'invalid_request_error',
+    message: 'Request body is larger than %d bytes.',
+    description: 'Request body over the configured limit (`BODY_LIMIT_BYTES`, 64 KiB by default).'
+  },
+  unsupported_media_type: {
+    statusCode: 415,
+    type: 'invalid_request_error',
+    message: 'Unsupported Content-Type; send `application/json`.',
+    description: 'A body that is not `application/json`.'
+  },
+  expectation_failed: {
+    statusCode: 417,
+    type: 'invalid_request_error',
+    message: 'Only `Expect: 100-continue` is supported.',
+    description: 'An `Expect` header other than `100-continue`.'
+  },
+  rate_limit_exceeded: {
+    statusCode: 429,
+    type: 'rate_limit_error',
+    message: 'Rate limit exceeded, retry in %s.',
+    description: 'The tenant (or, without a valid key, the client IP) is over its rate limit; `Retry-After` says when to retry.'
+  },
+  idempotency_key_in_flight: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'A request with this Idempotency-Key is still being processed; retry once it has finished.',
+    description: 'Another request of this tenant with the same `Idempotency-Key` is still being processed (on any replica); nothing was done. `Retry-After` says when to try again.'
+  },
+  idempotency_key_reused: {
+    statusCode: 422,
+    type: 'invalid_request_error',
+    message: 'This Idempotency-Key was already used with a different request body; use a new key for a new request.',
+    description: 'The tenant used this `Idempotency-Key` within `IDEMPOTENCY_TTL_MS` (24 h) with a different body; `param` is `Idempotency-Key`.'
+  },
+  header_fields_too_large: {
+    statusCode: 431,
+    type: 'invalid_request_error',
+    message: 'Request headers are too large.',
+    description: 'Request headers over Node.js\'s limit (16 KiB).'
+  },
+  upstream_invalid_request: {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    message: '%s',
+    description: 'The upstream answered 400: its own `code` and message are passed on (with anything resembling a key scrubbed).'
+  },
+  upstream_auth_failed: {
+    statusCode: 502,
+    type: 'upstream_error',
+    message: 'The gateway could not authenticate with the video provider.',
+    description: 'The upstream answered 401 or 403: the gateway\'s own key is bad or lacks the model. Details go to the log at error level.'
+  },
+  upstream_quota_exhausted: {
+    statusCode: 503,
+    type: 'upstream_error',
+    message: 'The video provider account behind this gateway is out of quota.',
+    description: 'The upstream answered 402.'
+  },
+  upstream_rate_limited: {
+    statusCode: 429,
+    type: 'rate_limit_error',
+    message: 'The video provider is rate limiting this gateway; retry later.',
+    description: 'The upstream answered 429; `Retry-After` is passed on (or set).'
+  },
+  upstream_error: {
+    statusCode: 502,
+    type: 'upstream_error',
+    message: 'The video provider failed (status %d).',
+    description: 'The upstream answered 5xx (or another unexpected status).'
+  },
+  upstream_unavailable: {
+    statusCode: 502,
+    type: 'upstream_error',
+    message: 'The video provider could not be reached.',
+    description: 'Connection refused, reset or closed before a full answer.'
+  },
+  upstream_circuit_open: {
+    statusCode: 503,
+    type: 'upstream_error',
+    message: 'The video provider is failing; the gateway is not calling it for the next %d seconds.',
+    description: 'The circuit breaker is open after `UPSTREAM_BREAKER_FAILURES` consecutive upstream failures: answered at once, without an upstream call, with `Retry-After`. Its public `code` is `upstream_unavailable`.'
+  },
+  bad_upstream_response: {
+    statusCode: 502,
+    type: 'upstream_error',
+    message: 'The video provider sent a response the gateway could not read.',
+    description: 'The upstream body was not the expected JSON (garbage, wrong content type, wrong shape, or over `UPSTREAM_MAX_RESPONSE_BYTES`).'
+  },
+  upstream_timeout: {
+    statusCode: 504,
+    type: 'upstream_error',
+    message: 'The video provider did not answer within %d ms.',
+    description: 'The upstream was slower than `UPSTREAM_TIMEOUT_MS`.'
+  },
+  store_unavailable: {
+    statusCode: 503,
+    type: 'api_error',
+    message: 'The gateway\'s shared store is unavailable; retry shortly.',
+    description: 'Redis is unreachable and the request needs it: a request with an `Idempotency-Key` (claims fail closed rather than risk a duplicate), or any rate-limited request when `RATE_LIMIT_ON_STORE_ERROR=deny`. `Retry-After` is set.'
+  },
+  shutting_down: {
+    statusCode: 503,
+    type: 'api_error',
+    message: 'This gateway instance is shutting down; retry the request.',
+    description: 'The request reached an instance that had begun its graceful shutdown (on an open keep-alive connection); it was not processed, so retrying it is safe.'
+  },
+  internal_error: {
+    statusCode: 500,
+    type: 'api_error',
+    message: 'Internal server error.',
+    description: 'Anything unexpected; no stack or internals are revealed (the log has them, under the request id).'
+  }
+} as const satisfies Record<string, ErrorRow>
+
+export type ErrorCode = keyof typeof errorTable
+
+/** What every gateway error carries besides Error's own fields. */
+export interface GatewayError extends Error {
+  statusCode: number
+  /** the row of `errorTable` */
+  tableCode: ErrorCode
+  /** the `code` the caller sees; the row's name unless overridden (upstream 400s keep the upstream's code) */
+  publicCode: string
+  /** the body field at fault, when one is */
+  param?: string
+  /** headers to send with the error (Retry-After) */
+  headers?: Record<string, string>
+}
+
+type ErrorConstructor = new (...args: unknown[]) => GatewayError
+
+function buildErrorClasses (): Record<ErrorCode, ErrorConstructor> {
+  const classes: Partial<Record<ErrorCode, ErrorConstructor>> = {}
+  for (const [code, row] of Object.entries(errorTable) as Array<[ErrorCode, ErrorRow]>) {
+    const ErrorClass = createError(`VG_${code.toUpperCase()}`, row.message, row.statusCode)
+    Object.defineProperties(ErrorClass.prototype, {
+      tableCode: { value: code, writable: false },
+      // instances may shadow it (upstream 400 codes)
+      publicCode: { value: code, writable: true }
+    })
+    classes[code] = ErrorClass as unknown as ErrorConstructor
+  }
+  return classes as Record<ErrorCode, ErrorConstructor>
+}
+
+const errorClasses = buildErrorClasses()
+
+export interface GatewayErrorOptions {
+  /** util.format arguments of the row's message */
+  args?: unknown[]
+  param?: string
+  publicCode?: string
+  headers?: Record<string, string>
+  cause?: unknown
+}
+
+/** Builds the error of one table row; the one way code in this project makes an error for a caller. */
+export function gatewayError (code: ErrorCode, options: GatewayErrorOptions = {}): GatewayError {
+  const args = options.args ?? []
+  const error = options.cause === undefined
+    ? new errorClasses[code](...args)
+    : new errorClasses[code](...args, { cause: options.cause })
+  if (options.param !== undefined) error.param = options.param
+  if (options.publicCode !== undefined) error.publicCode = options.publicCode
+  if (options.headers !== undefined) error.headers = options.headers
+  return error
+}
+
+export function isGatewayError (error: unknown): error is GatewayError {
+  return typeof error === 'object' && error !== null && typeof (error as GatewayError).tableCode === 'string'
+}

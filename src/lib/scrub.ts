@@ -1,0 +1,15 @@
+/**
+ * Removes secrets from text that came from elsewhere (an upstream error message
+ * that echoes the Authorization header, say) before it is logged or passed on.
+ */
+const keyLike = /\b(?:sk-evo-|sk-|vgk_)[A-Za-z0-9_-]{6,}/g
+const bearer = /\bBearer\s+\S+/gi
+
+export function createScrubber (secrets: readonly string[]): (text: string) => string {
+  const exact = secrets.filter((secret) => secret.length >= 4)
+  return (text) => {
+    let scrubbed = text
+    for (const secret of exact) scrubbed = scrubbed.replaceAll(secret, '[redacted]')
+    return scrubbed.replace(bearer, 'Bearer [redacted]').replace(keyLike, '[redacted]')
+  }
+}

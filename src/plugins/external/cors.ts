@@ -1,0 +1,46 @@
+import fp from 'fastify-plugin'
+import cors, { type FastifyCorsOptions } from '@fastify/cors'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+
+const exposedHeaders = [
+  'x-request-id', 'retry-after', 'ratelimit', 'ratelimit-policy',
+  'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'idempotent-replayed'
+]
+
+/**
+ * CORS only for the origins a tenant lists in `allowedOrigins`. Runs at
+ * preHandler, after tenant auth, so a request gets CORS headers only for its
+ * own tenant's origins. A preflight carries no key, so it is answered for any
+ * origin some tenant allows (it grants nothing by itself: the real request
+ * still needs a key and that tenant's origin).
+ */
+async function corsPlugin (fastify: FastifyInstance): Promise<void> {
+  const anyTenantOrigins = new Set(fastify.tenantRegistry.tenants.flatMap((tenant) => [...(tenant.allowedOrigins ?? [])]))
+  // No tenant serves a browser: no CORS header is ever due, so no hook runs at all.
+  if (anyTenantOrigins.size === 0) return
+  const denied: FastifyCorsOptions = { origin: false }
+
+  await fastify.register(cors, {
+    hook: 'preHandler',
+    delegator (request: FastifyRequest, callback: (error: Error | null, options: FastifyCorsOptions) => void) {
+      const origin = request.headers.origin
+      if (origin === undefined) return callback(null, denied)
+      const allowed = request.method === 'OPTIONS'
+        ? anyTenantOrigins.has(origin)
+        : request.tenant?.allowedOrigins?.has(origin) === true
+      if (!allowed) return callback(null, denied)
+      callback(null, {
+        origin,
+        methods: ['GET', 'POST'],
+        allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'x-request-id'],
+        exposedHeaders,
+        maxAge: 600,
+        // A preflight without Access-Control-Request-Method is not worth a
+        // text/plain 400 outside the error format: it gets a 204 that grants nothing more.
+        strictPreflight: false
+      })
+    }
+  })
+}
+
+export default fp(corsPlugin, { name: 'cors', fastify: '5.x', dependencies: ['tenant-auth'] })

@@ -1,0 +1,31 @@
+import fp from 'fastify-plugin'
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance } from 'fastify'
+import { gatewayError } from '../../errors.ts'
+import { fallbackRateLimitStore, type StoreErrorPolicy } from '../../lib/fallback-rate-limit-store.ts'
+
+export interface RateLimitPluginOptions {
+  /** RATE_LIMIT_ON_STORE_ERROR: what the limits do while Redis is down (see fallback-rate-limit-store.ts) */
+  onStoreError: StoreErrorPolicy
+}
+
+/**
+ * @fastify/rate-limit, not global: each route states its own limit (see
+ * tenant-rate-limit.ts). Counters live in Redis when there is one, so that N
+ * instances enforce one limit together; otherwise in this process.
+ */
+async function rateLimitPlugin (fastify: FastifyInstance, options: RateLimitPluginOptions): Promise<void> {
+  const { redis, redisOutage } = fastify
+  await fastify.register(rateLimit, {
+    global: false,
+    // With Redis: its counters, and the configured policy while it is down. Without: the plugin's memory store.
+    store: redis === null || redisOutage === null
+      ? undefined
+      : fallbackRateLimitStore({ redis, nameSpace: 'vg:rl:', policy: options.onStoreError, outage: redisOutage }),
+    // The store decides what a Redis failure means; anything else failing is a bug and must not pass silently.
+    skipOnError: false,
+    errorResponseBuilder: (_request, context) => gatewayError('rate_limit_exceeded', { args: [context.after] })
+  })
+}
+
+export default fp(rateLimitPlugin, { name: 'rate-limit', fastify: '5.x', dependencies: ['redis-store'] })

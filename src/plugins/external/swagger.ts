@@ -1,0 +1,61 @@
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyInstance } from 'fastify'
+import { errorTableMarkdown } from '../../schemas/errors.ts'
+
+/**
+ * /openapi.json and /docs, generated from the same TypeBox schemas the routes
+ * validate with.
+ */
+async function swaggerPlugin (fastify: FastifyInstance, options: { version: string }): Promise<void> {
+  await fastify.register(swagger, {
+    // Shared schemas keep their $id as their name (ErrorResponse, not def-0).
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, index) => typeof json.$id === 'string' ? json.$id : `def-${index}`
+    },
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'video-gateway',
+        version: options.version,
+        description: [
+          'A gateway in front of Evolink\'s video-generation API (Veo 3.1 Fast). An Evolink client works against it by changing only its base URL and key: authenticate with your tenant key; the Evolink key never leaves the gateway.',
+          '',
+          'Every non-2xx answer has the body `{"error":{"code","message","type","request_id","param"?}}` and an `x-request-id` header:',
+          '',
+          errorTableMarkdown()
+        ].join('\n')
+      },
+      components: {
+        securitySchemes: {
+          tenantKey: { type: 'http', scheme: 'bearer', description: 'Your tenant key: `Authorization: Bearer <tenant key>`.' }
+        }
+      },
+      tags: [
+        { name: 'Video Generation', description: 'Create video generation tasks' },
+        { name: 'Tasks', description: 'Task status and results' },
+        { name: 'Operations', description: 'Health and readiness' }
+      ]
+    }
+  })
+  // staticCSP replaces the API's strict CSP with one that lets the docs page load its own assets.
+  await fastify.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    uiHooks: {
+      // swagger-ui redirects /docs/static/index.html to its own URL when the
+      // path is percent-encoded or has a query (a redirect loop): send it home.
+      onRequest: (request, reply, done) => {
+        if (request.routeOptions.url === '/docs/static/index.html') {
+          reply.redirect('/docs/')
+          return
+        }
+        done()
+      }
+    }
+  })
+  fastify.get('/openapi.json', { schema: { hide: true } }, async () => fastify.swagger())
+}
+
+export default fp(swaggerPlugin, { name: 'swagger', fastify: '5.x' })

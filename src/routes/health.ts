@@ -1,0 +1,43 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { errorResponses } from '../schemas/errors.ts'
+
+const HealthStatus = Type.Object({
+  status: Type.Enum(['ok', 'unavailable']),
+  checks: Type.Optional(Type.Object({
+    config: Type.Enum(['ok']),
+    store: Type.Enum(['memory', 'ok', 'degraded']),
+    upstream: Type.Enum(['closed', 'open', 'half-open'], { description: 'The upstream circuit breaker. Informational: an open breaker does not make the instance unready (every replica sees the same upstream, and an open breaker answers 503 in the error format at once).' })
+  }))
+})
+
+const readinessPingTimeoutMs = 1000
+
+/** Liveness and readiness for orchestrators; no key needed, nothing secret shown. */
+const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/healthz', {
+    schema: { tags: ['Operations'], summary: 'The process is alive', response: { 200: HealthStatus } }
+  }, async () => ({ status: 'ok' as const }))
+
+  fastify.get('/readyz', {
+    schema: {
+      tags: ['Operations'],
+      summary: 'Ready for traffic: configuration loaded, shared store reachable (503 with `store: degraded` when it is not)',
+      response: { 200: HealthStatus, 503: HealthStatus, ...errorResponses([500]) }
+    }
+  }, async (_request, reply) => {
+    const { redis } = fastify
+    const upstream = fastify.upstreamBreaker.state
+    if (redis === null) return { status: 'ok' as const, checks: { config: 'ok' as const, store: 'memory' as const, upstream } }
+    const reachable = await Promise.race([
+      redis.ping().then(() => true, () => false),
+      new Promise<boolean>((resolve) => setTimeout(resolve, readinessPingTimeoutMs, false).unref())
+    ])
+    if (reachable) return { status: 'ok' as const, checks: { config: 'ok' as const, store: 'ok' as const, upstream } }
+    // Degraded, not down: requests are still served (README, "Scale-out and failure policy"), but an
+    // orchestrator should prefer instances whose store answers.
+    return reply.code(503).send({ status: 'unavailable' as const, checks: { config: 'ok' as const, store: 'degraded' as const, upstream } })
+  })
+}
+
+export default healthRoutes

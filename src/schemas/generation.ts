@@ -1,0 +1,29 @@
+import { Type, type Static } from 'typebox'
+import { models } from '../models.ts'
+import { VideoGenerationRequest } from './generated/veo-3.1-fast.ts'
+
+/**
+ * The body of POST /v1/videos/generations: the models' request schema with
+ * `model` narrowed to the models the gateway serves. All models served today
+ * share one schema; a model with another schema would turn this into a union
+ * discriminated on `model`.
+ */
+const distinctSchemas = new Set(models.map((model) => model.requestSchema))
+if (distinctSchemas.size !== 1) throw new Error('models with different request schemas need a discriminated union here')
+
+export const CreateGenerationBody = Type.Object({
+  ...VideoGenerationRequest.properties,
+  model: Type.Enum(models.map((model) => model.id), {
+    description: 'The model; one of the models this gateway serves (a tenant may be limited to some of them).',
+    default: 'veo-3.1-fast-generate-preview'
+  })
+}, {
+  additionalProperties: false,
+  description: (VideoGenerationRequest as { description?: string }).description
+})
+
+export type CreateGenerationBody = Static<typeof CreateGenerationBody>
+
+export const TaskParams = Type.Object({
+  task_id: Type.String({ minLength: 1, maxLength: 512, description: 'The task id the gateway returned on create (tenant-scoped).' })
+})

@@ -1,0 +1,62 @@
+import { existsSync } from 'node:fs'
+import closeWithGrace from 'close-with-grace'
+import { destination, pino } from 'pino'
+import { buildApp } from './app.ts'
+import { prepareRuntime } from './bootstrap.ts'
+import { loadConfig } from './config.ts'
+import { loggerOptions } from './logger.ts'
+
+// The only entry point that reads the environment: logger, server timeouts, graceful close, listen.
+if (existsSync('.env')) process.loadEnvFile('.env')
+
+let config
+try {
+  config = loadConfig(process.env)
+} catch (error) {
+  process.stderr.write(`${(error as Error).message}\n`)
+  process.exit(1)
+}
+// Buffered, asynchronous writes: the access log must not block the event loop (flushed on exit).
+const logStream = destination({ dest: 1, sync: false, minLength: 4096 })
+const logger = pino(loggerOptions(config), logStream)
+
+try {
+  const runtime = await prepareRuntime(config, logger)
+  const app = await buildApp({ config: runtime.config, tenants: runtime.tenants, loggerInstance: logger })
+
+  // Explicit bounds on slow, idle and too many clients (slowloris, dribbled bodies, floods).
+  app.server.headersTimeout = config.serverHeadersTimeoutMs
+  app.server.requestTimeout = config.serverRequestTimeoutMs
+  app.server.keepAliveTimeout = config.serverKeepAliveTimeoutMs
+  app.server.maxConnections = config.serverMaxConnections
+  // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
+
+  closeWithGrace({ delay: config.shutdownGraceMs, logger }, async ({ signal, err }) => {
+    if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
+    else logger.info({ signal }, 'shutting down')
+    await app.close()
+    await runtime.close()
+    logStream.flushSync()
+  })
+
+  await app.listen({ port: config.port, host: config.host })
+  // Start-up lines (the simulator-mode warning above all) must not wait in the buffer.
+  logStream.flushSync()
+  if (runtime.demoTenantKey !== null) {
+    const address = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+    process.stdout.write([
+      '',
+      '  video-gateway is running on its built-in simulator (no real videos).',
+      `  Demo tenant key: ${runtime.demoTenantKey}`,
+      '',
+      `  curl -s ${address}/v1/videos/generations -H "Authorization: Bearer ${runtime.demoTenantKey}" \\`,
+      '    -H "Content-Type: application/json" -d \'{"model":"veo-3.1-fast-generate-preview","prompt":"A cat playing piano"}\'',
+      `  API docs: ${address}/docs`,
+      '', ''
+    ].join('\n'))
+  }
+} catch (error) {
+  logger.fatal({ err: error }, (error as Error).message)
+  logStream.flushSync()
+  process.exit(1)
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import type { FaultControl } from './faults.ts'
+import type { SimulatorCalls } from './calls.ts'
+import type { TaskStore } from './tasks.ts'
+import type { OpenResponses } from './fault-responder.ts'
+import type { CreateBodyValidator } from './validation.ts'
+
+/** Options of {@link buildSimulator}. Only `apiKey` is required. */
+export interface SimulatorOptions {
+  /** The one bearer key the simulator accepts (upstream keys look like `sk-evo-…`). */
+  apiKey: string
+  /** Time from create to completed, ms (default 20000): pending for the first 10 %, then processing. */
+  taskDurationMs?: number
+  /** Models it serves (default: veo-3.1-fast-generate-preview, veo-3.1-generate-preview); others get 400. */
+  models?: string[]
+  /** Models the key may not use: 403 model_access_denied. */
+  deniedModels?: string[]
+  /** Clock in ms since the epoch (default Date.now); inject one to drive task lifecycles in tests. */
+  now?: () => number
+  /** Fastify logger option (default false). */
+  logger?: FastifyServerOptions['logger']
+}
+
+/** What {@link buildSimulator} returns: the Fastify app (never listening) and its controls. */
+export interface SimulatorInstance {
+  app: FastifyInstance
+  /** Fault injection queue (FIFO, per route). */
+  faults: FaultControl
+  /** Live counters and a log of recent calls to the upstream routes. */
+  calls: SimulatorCalls
+  /** The task store (read-only use intended). */
+  tasks: TaskStore
+  /** Forgets faults, calls and tasks. */
+  reset (): void
+}
+
+/** The upstream routes a call (and a fault) can belong to. `file` is the result download. */
+export type SimulatorRoute = 'create' | 'task' | 'file'
+
+/** What the route plugins share (internal). */
+export interface SimulatorContext {
+  apiKey: string
+  now: () => number
+  faults: FaultControl
+  calls: SimulatorCalls
+  tasks: TaskStore
+  open: OpenResponses
+  validateCreate: CreateBodyValidator
+  reset (): void
+}

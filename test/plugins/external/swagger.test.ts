@@ -1,0 +1,38 @@
+import t from 'tap'
+import { buildTestApp, makeTenant } from '../../helpers/gateway.ts'
+import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
+
+t.test('/openapi.json describes the gateway from the route schemas', async (t) => {
+  const upstream = await startTestSimulator(t)
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [makeTenant('acme')] })
+  const response = await app.inject({ method: 'GET', url: '/openapi.json' })
+  t.equal(response.statusCode, 200)
+  const spec = response.json()
+  t.equal(spec.openapi, '3.1.0')
+  t.same(spec.components.securitySchemes.tenantKey, { type: 'http', scheme: 'bearer', description: 'Your tenant key: `Authorization: Bearer <tenant key>`.' })
+  t.ok(spec.components.schemas.ErrorResponse, 'the error format is a shared schema')
+
+  const create = spec.paths['/v1/videos/generations'].post
+  t.same(create.tags, ['Video Generation'])
+  t.same(create.security, [{ tenantKey: [] }])
+  t.same(Object.keys(create.responses).sort(), ['200', '400', '401', '403', '404', '409', '413', '415', '422', '429', '500', '502', '503', '504'])
+  const body = create.requestBody.content['application/json'].schema
+  t.equal(body.additionalProperties, false)
+  t.same(body.properties.model.enum, ['veo-3.1-fast-generate-preview', 'veo-3.1-generate-preview'])
+  t.same(body.properties.generation_type.enum, ['TEXT', 'FIRST&LAST', 'REFERENCE'])
+  t.same(body.properties.quality.enum, ['720p', '1080p', '4k'])
+  t.same(body.properties.aspect_ratio.enum, ['auto', '16:9', '9:16'])
+  t.equal(body.properties.image_urls.maxItems, 3)
+
+  const read = spec.paths['/v1/tasks/{task_id}'].get
+  t.same(read.tags, ['Tasks'])
+  t.same(Object.keys(read.responses).sort(), ['200', '400', '401', '404', '429', '500', '502', '503', '504'])
+  t.match(read.responses['404'].description, /`not_found`/)
+  t.ok(spec.paths['/healthz'] && spec.paths['/readyz'])
+  t.notOk(spec.paths['/openapi.json'], 'the document itself is hidden')
+  t.notMatch(response.body, TEST_UPSTREAM_KEY)
+
+  const docs = await app.inject({ method: 'GET', url: '/docs/' })
+  t.equal(docs.statusCode, 200)
+  t.match(docs.headers['content-type'], /text\/html/)
+})

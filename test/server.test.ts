@@ -1,0 +1,50 @@
+import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { request } from 'undici'
+import { freePort, startServerProcess } from './helpers/server-process.ts'
+
+t.test('with no EVOLINK_API_KEY: the simulator, a printed demo key, a working gateway, a graceful stop', async (t) => {
+  const port = await freePort()
+  const server = startServerProcess(t, { PORT: String(port), HOST: '127.0.0.1', SIMULATOR_TASK_DURATION_MS: '200', LOG_LEVEL: 'info' })
+  const [, key] = await server.waitFor(/Demo tenant key: (vgk_\S+)/) as [string, string]
+  t.match(server.output(), /SIMULATOR MODE, no real videos are made/)
+
+  const base = `http://127.0.0.1:${port}`
+  const created = await request(`${base}/v1/videos/generations`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'veo-3.1-fast-generate-preview', prompt: 'A cat playing piano' })
+  })
+  t.equal(created.statusCode, 200)
+  const { id } = await created.body.json() as { id: string }
+  await sleep(300)
+  const task = await request(`${base}/v1/tasks/${id}`, { headers: { authorization: `Bearer ${key}` } })
+  t.equal(task.statusCode, 200)
+  t.equal((await task.body.json() as { status: string }).status, 'completed')
+  t.equal((await request(`${base}/healthz`)).statusCode, 200)
+
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0, 'exits 0 on SIGTERM')
+  t.match(server.output(), /shutting down/)
+  t.notMatch(server.output(), /sk-evo-sim-/, 'the simulator key is in no log line')
+})
+
+t.test('with a real key, a missing TENANTS_FILE stops start-up with a clear message', async (t) => {
+  const server = startServerProcess(t, { PORT: String(await freePort()), EVOLINK_API_KEY: 'sk-evo-real-key-that-must-not-leak' })
+  t.equal(await server.exited, 1)
+  t.match(server.output(), /TENANTS_FILE is required with EVOLINK_API_KEY/)
+  t.notMatch(server.output(), /sk-evo-real-key-that-must-not-leak/)
+})
+
+t.test('with a real key and tenants, a missing GATEWAY_SECRET stops start-up', async (t) => {
+  const dir = t.testdir({ 'tenants.json': JSON.stringify({ tenants: [] }) })
+  const server = startServerProcess(t, { PORT: String(await freePort()), EVOLINK_API_KEY: 'sk-evo-x', TENANTS_FILE: `${dir}/tenants.json` })
+  t.equal(await server.exited, 1)
+  t.match(server.output(), /GATEWAY_SECRET is required with EVOLINK_API_KEY/)
+})
+
+t.test('a bad variable stops start-up naming it', async (t) => {
+  const server = startServerProcess(t, { PORT: '99999' })
+  t.equal(await server.exited, 1)
+  t.match(server.output(), /Invalid configuration: PORT must be <= 65535, got 99999/)
+})
