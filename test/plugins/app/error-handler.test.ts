@@ -1,5 +1,6 @@
+import { connect } from 'node:net'
 import t from 'tap'
-import { buildTestApp, logCollector, makeTenant } from '../../helpers/gateway.ts'
+import { buildTestApp, logCollector, makeTenant, startTestGateway, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 
@@ -38,4 +39,25 @@ t.test('framework-level client errors use the format', async (t) => {
   assertErrorResponse(t, badUrl, { status: 400, code: 'invalid_request', type: 'invalid_request_error', message: "'/v1/tasks/%E0%A4%A' is not a valid url component" })
   const wrongMethod = await app.inject({ method: 'PUT', url: '/v1/videos/generations', headers: { authorization: acme.authorization } })
   assertErrorResponse(t, wrongMethod, { status: 404, code: 'not_found', type: 'invalid_request_error', message: 'No route PUT /v1/videos/generations.' })
+})
+
+t.test('a valid request pipelined before malformed bytes gets its own answer first, then the 400', async (t) => {
+  const upstream = await startTestSimulator(t)
+  const acme = makeTenant('acme')
+  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme] })
+  const created = await fetch(`${url}/v1/videos/generations`, { method: 'POST', headers: { authorization: acme.authorization, 'content-type': 'application/json' }, body: JSON.stringify(validBody) })
+  const { id } = await created.json() as { id: string }
+  // One write: a complete keep-alive GET, then a line that is no request at all.
+  const bytes = `GET /v1/tasks/${id} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: ${acme.authorization}\r\n\r\nnot-a-request-line\r\n\r\n`
+  const received = await new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    const socket = connect(Number(new URL(url).port), '127.0.0.1', () => socket.write(bytes))
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    socket.on('error', reject)
+  })
+  const statusLines = received.match(/HTTP\/1\.1 \d{3}/g)
+  t.same(statusLines, ['HTTP/1.1 200', 'HTTP/1.1 400'], 'the task answer, then the malformed-request error, in order')
+  t.match(received, new RegExp(`"id":"${id}"`), 'the first answer is the task')
+  t.match(received, /"code":"invalid_request","message":"Malformed HTTP request\."/)
 })
