@@ -124,12 +124,14 @@ export function clientErrorHandler (error: NodeJS.ErrnoException, socket: Duplex
     : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? gatewayError('request_timeout', { cause: error })
       : gatewayError('invalid_request', { args: ['Malformed HTTP request.'], cause: error })
-  // A pipelining client may have sent a valid request before the malformed
-  // bytes: that request's answer is still being produced on this socket.
-  // Writing the 400 now would put it first, where the client reads it as the
-  // answer to the valid request (whose work was done), so the 400 waits for it.
+  // A pipelining client may have sent a whole valid request before the
+  // malformed bytes: that request's answer is still being produced on this
+  // socket. Writing the 400 now would put it first, where the client reads it
+  // as the answer to the valid request (whose work was done), so the 400 waits
+  // for it. If the in-flight request's own body is what broke, the 400 is its
+  // answer and goes out at once.
   const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inFlight != null && !inFlight.writableFinished) {
+  if (inFlight != null && !inFlight.writableFinished && inFlight.req.complete) {
     inFlight.once('close', () => { answerAndClose(socket, gatewayFailure) })
     return
   }

@@ -49,15 +49,32 @@ t.test('a valid request pipelined before malformed bytes gets its own answer fir
   const { id } = await created.json() as { id: string }
   // One write: a complete keep-alive GET, then a line that is no request at all.
   const bytes = `GET /v1/tasks/${id} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: ${acme.authorization}\r\n\r\nnot-a-request-line\r\n\r\n`
-  const received = await new Promise<string>((resolve, reject) => {
+  const received = await sendRaw(url, bytes)
+  const statusLines = received.match(/HTTP\/1\.1 \d{3}/g)
+  t.same(statusLines, ['HTTP/1.1 200', 'HTTP/1.1 400'], 'the task answer, then the malformed-request error, in order')
+  t.match(received, new RegExp(`"id":"${id}"`), 'the first answer is the task')
+  t.match(received, /"code":"invalid_request","message":"Malformed HTTP request\."/)
+})
+
+t.test('a request whose own body breaks the parser gets the 400 at once', async (t) => {
+  const upstream = await startTestSimulator(t)
+  const acme = makeTenant('acme')
+  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme] })
+  const bytes = `POST /v1/videos/generations HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: ${acme.authorization}\r\n` +
+    'content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'
+  const received = await sendRaw(url, bytes)
+  t.same(received.match(/HTTP\/1\.1 \d{3}/g), ['HTTP/1.1 400'])
+  t.match(received, /"code":"invalid_request","message":"Malformed HTTP request\."/)
+  t.equal(upstream.simulator.calls.create, 0, 'nothing reached the upstream')
+})
+
+/** Writes raw bytes in one go and collects everything until the server closes. */
+async function sendRaw (url: string, bytes: string): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = []
     const socket = connect(Number(new URL(url).port), '127.0.0.1', () => socket.write(bytes))
     socket.on('data', (chunk: Buffer) => chunks.push(chunk))
     socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')))
     socket.on('error', reject)
   })
-  const statusLines = received.match(/HTTP\/1\.1 \d{3}/g)
-  t.same(statusLines, ['HTTP/1.1 200', 'HTTP/1.1 400'], 'the task answer, then the malformed-request error, in order')
-  t.match(received, new RegExp(`"id":"${id}"`), 'the first answer is the task')
-  t.match(received, /"code":"invalid_request","message":"Malformed HTTP request\."/)
-})
+}
