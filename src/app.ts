@@ -18,6 +18,7 @@ import upstreamBreaker from './plugins/app/upstream-breaker.ts'
 import idempotency from './plugins/app/idempotency.ts'
 import gracefulShutdown from './plugins/app/graceful-shutdown.ts'
 import taskIds from './plugins/app/task-ids.ts'
+import taskStatus from './plugins/app/task-status.ts'
 import tenantAuth from './plugins/app/tenant-auth.ts'
 import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
 import requestLogging from './plugins/app/request-logging.ts'
@@ -41,6 +42,8 @@ export interface BuildAppOptions {
   logger?: false | { level?: string, stream?: DestinationStream }
   /** an existing pino logger (server.ts shares one with the bootstrap) */
   loggerInstance?: FastifyBaseLogger
+  /** the clock (ms) of the in-memory task status cache; tests that move a simulator's clock pass the same one */
+  now?: () => number
 }
 
 const minimumSecretLength = 32
@@ -138,6 +141,13 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     retry: { attempts: config.upstreamRetryAttempts, baseDelayMs: config.upstreamRetryBaseDelayMs, maxDelayMs: config.upstreamRetryMaxDelayMs }
   })
   await app.register(taskIds, { secrets })
+  await app.register(taskStatus, {
+    statusTtlMs: config.taskStatusTtlMs,
+    terminalTtlMs: config.taskTerminalTtlMs,
+    memoryMaxEntries: config.taskCacheMaxEntries,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+    now: options.now
+  })
   await app.register(tenantAuth, {
     registry,
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
@@ -155,6 +165,10 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(cors)
   await app.register(swagger, { version: packageJson.version })
   await app.register(healthRoutes)
-  await app.register(v1Routes, { prefix: '/v1' })
+  await app.register(v1Routes, {
+    prefix: '/v1',
+    taskEventsHeartbeatMs: config.taskEventsHeartbeatMs,
+    taskEventsMaxMs: config.taskEventsMaxMs
+  })
   return app
 }

@@ -27,3 +27,19 @@ export type CreateGenerationBody = Static<typeof CreateGenerationBody>
 export const TaskParams = Type.Object({
   task_id: Type.String({ minLength: 1, maxLength: 512, description: 'The task id the gateway returned on create (tenant-scoped).' })
 })
+
+export const TaskQuery = Type.Object({
+  // A string: query values are not coerced (app.ts), and this keeps "5.5" or "1e1" out.
+  wait: Type.Optional(Type.String({
+    pattern: '^(?:[0-9]|[1-5][0-9]|60)$',
+    description: 'Long-poll: wait up to this many seconds (0–60) for the status or progress to change, then answer the current state. Without it, the answer is immediate.'
+  }))
+})
+
+export const TaskHeaders = Type.Object({
+  'if-none-match': Type.Optional(Type.String({ description: 'An ETag from an earlier answer: 304 Not Modified while the task is unchanged.' }))
+})
+
+export const TaskEventsHeaders = Type.Object({
+  'last-event-id': Type.Optional(Type.String({ description: 'Sent by EventSource on reconnect: if it names the final state, the answer is 204 and the browser stops reconnecting.' }))
+})

@@ -157,7 +157,9 @@ t.test('a shuffled mix of faults on hundreds of concurrent requests: each answer
     config: { ...isolated, upstreamTimeoutMs: MIX_TIMEOUT_MS, upstreamMaxResponseBytes: MAX_RESPONSE_BYTES, upstreamConnections: 512 },
     logger: { level: 'info', stream: logs.stream }
   })
-  const taskId = await createTask(gateway, load)
+  // Every read is of a task of its own, so that each one is an upstream call
+  // (reads of one task are coalesced and cached: test/routes/v1/task-polling.test.ts).
+  const newTaskIds = async (count: number): Promise<string[]> => await Promise.all(Array.from({ length: count }, async () => await createTask(gateway, load)))
 
   const creates: Planned[] = [
     ...planned({ route: 'create', delayMs: 150 }, 'ok', 40), // latency spike below the timeout
@@ -194,12 +196,13 @@ t.test('a shuffled mix of faults on hundreds of concurrent requests: each answer
   // loop for over a second, and the gateway's deadlines would then measure
   // the harness, not the faults).
   const order = shuffle([...creates.map(() => 'create' as const), ...reads.map(() => 'read' as const)], random)
-  const fire = async (): Promise<Array<{ kind: 'create' | 'read', answer: Answer }>> => {
+  const fire = async (taskIds: string[]): Promise<Array<{ kind: 'create' | 'read', answer: Answer }>> => {
     const pending: Array<Promise<{ kind: 'create' | 'read', answer: Answer }>> = []
+    let readsSent = 0
     for (let i = 0; i < order.length; i++) {
       if (i > 0 && i % 40 === 0) await sleep(50)
       const kind = order[i] as 'create' | 'read'
-      const sent = kind === 'create' ? createCall(gateway, load) : call(`${gateway}/v1/tasks/${taskId}`, { authorization: load.authorization })
+      const sent = kind === 'create' ? createCall(gateway, load) : call(`${gateway}/v1/tasks/${taskIds[readsSent++] as string}`, { authorization: load.authorization })
       pending.push(sent.then((answer) => ({ kind, answer })))
     }
     return Promise.all(pending)
@@ -208,7 +211,7 @@ t.test('a shuffled mix of faults on hundreds of concurrent requests: each answer
   // Warm-up: the same traffic without faults. V8 sizes its heap for this many
   // requests in one process and keeps it; the RSS baseline is taken after
   // that, so that the growth measured at the end is what the faults added.
-  const warmUp = (await fire()).map((r) => r.answer)
+  const warmUp = (await fire(await newTaskIds(reads.length))).map((r) => r.answer)
   t.same(answerProblems(warmUp), [], `warm-up: ${warmUp.length} requests without faults, every answer well formed`)
   t.comment(`warm-up without faults: ${warmUp.length} requests, ${JSON.stringify(countBy(warmUp, outcomeOf))}, ${latencySummary(warmUp)}`)
   gc()
@@ -218,6 +221,7 @@ t.test('a shuffled mix of faults on hundreds of concurrent requests: each answer
   // One fault per upstream call, shuffled (seeded), FIFO per route: faults meet
   // calls in the order calls arrive, so the check is on the multiset of
   // answers, plus each answer against its own row.
+  const faultRunTaskIds = await newTaskIds(reads.length)
   const faults = [...shuffle(creates.filter((p) => p.fault !== null), random), ...shuffle(reads.filter((p) => p.fault !== null), random)]
   for (const plan of faults) upstream.simulator.faults.push(plan.fault as Fault)
   tally.injected += faults.length
@@ -226,7 +230,7 @@ t.test('a shuffled mix of faults on hundreds of concurrent requests: each answer
   const loopDelay = monitorEventLoopDelay({ resolution: 10 })
   loopDelay.enable()
   const started = performance.now()
-  const results = await fire()
+  const results = await fire(faultRunTaskIds)
   const wallMs = performance.now() - started
   loopDelay.disable()
   const answers = results.map((r) => r.answer)
@@ -306,7 +310,8 @@ async function whileCreatesHang (t: Test, options: { hanging: number, upstreamCo
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [noisy, ...others],
-    config: { ...isolated, upstreamTimeoutMs: options.upstreamTimeoutMs, upstreamMaxResponseBytes: MAX_RESPONSE_BYTES, upstreamConnections: options.upstreamConnections }
+    // The shortest status TTL: the quiet tenants' reads must keep reaching the upstream, past the hanging creates.
+    config: { ...isolated, upstreamTimeoutMs: options.upstreamTimeoutMs, upstreamMaxResponseBytes: MAX_RESPONSE_BYTES, upstreamConnections: options.upstreamConnections, taskStatusTtlMs: 50 }
   })
   const readers = await Promise.all(others.map(async (who) => ({ who, taskId: await createTask(gateway, who) })))
   const createsBefore = upstream.simulator.calls.create

@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify'
 
 /**
  * One access-log line per request (Fastify's own two lines are turned off in
- * app.ts): request id, tenant, route, status, upstream status and latency.
+ * app.ts): request id, tenant, route, status, upstream status and latency,
+ * and for task reads whether the status cache served it (hit, shared) or not (miss).
  * Headers are never logged, so no key can reach the log from here.
  */
 async function requestLoggingPlugin (fastify: FastifyInstance): Promise<void> {
@@ -16,10 +17,11 @@ async function requestLoggingPlugin (fastify: FastifyInstance): Promise<void> {
       status: reply.statusCode,
       upstreamStatus: request.upstreamStatus ?? undefined,
       upstreamMs: request.upstreamLatencyMs === null ? undefined : Math.round(request.upstreamLatencyMs * 10) / 10,
+      taskCache: request.taskCache ?? undefined,
       ms: Math.round(reply.elapsedTime * 10) / 10
     }, 'request')
     done()
   })
 }
 
-export default fp(requestLoggingPlugin, { name: 'request-logging', fastify: '5.x', dependencies: ['tenant-auth', 'upstream-client'] })
+export default fp(requestLoggingPlugin, { name: 'request-logging', fastify: '5.x', dependencies: ['tenant-auth', 'upstream-client', 'task-status'] })

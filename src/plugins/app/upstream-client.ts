@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
 import { mapUpstreamFailure } from '../../lib/upstream-failure.ts'
 import { createScrubber } from '../../lib/scrub.ts'
@@ -18,6 +18,8 @@ export interface UpstreamClientOptions {
   retry?: RetryPolicy
   /** around every attempt (upstream-breaker.ts); default: none */
   breaker?: CircuitBreaker
+  /** for calls that have no request (retries are logged) */
+  log?: FastifyBaseLogger
 }
 
 export interface UpstreamCall {
@@ -25,8 +27,12 @@ export interface UpstreamCall {
   /** path below the upstream base URL, e.g. `/v1/tasks/<id>` */
   path: string
   body?: unknown
-  /** the caller's request: gets the upstream status and latency for the access log */
-  request: FastifyRequest
+  /**
+   * the caller's request: gets the upstream status and latency for the access
+   * log, and its logger is used; absent for the gateway's own background reads
+   * (task watches), which log through the app's logger
+   */
+  request?: FastifyRequest
 }
 
 export interface UpstreamAnswer {
@@ -154,11 +160,11 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
         bodyTimeout: budgetMs
       }))
     } catch (cause) {
-      request.upstreamLatencyMs = performance.now() - started
+      if (request !== undefined) request.upstreamLatencyMs = performance.now() - started
       throw mapUpstreamFailure({ kind: 'transport', cause, timeoutMs: options.timeoutMs })
     }
     const { statusCode, headers } = response
-    request.upstreamStatus = statusCode
+    if (request !== undefined) request.upstreamStatus = statusCode
     let text: string
     try {
       text = await readLimited(response.body, { limit: options.maxResponseBytes, deadline: started + budgetMs, declaredLength: headers['content-length'] })
@@ -166,7 +172,7 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
       if (cause instanceof ResponseTooLargeError) throw mapUpstreamFailure({ kind: 'unreadable', cause, statusCode })
       throw mapUpstreamFailure({ kind: 'transport', cause, timeoutMs: options.timeoutMs })
     } finally {
-      request.upstreamLatencyMs = performance.now() - started
+      if (request !== undefined) request.upstreamLatencyMs = performance.now() - started
     }
 
     let body: unknown
@@ -192,7 +198,7 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
   const { breaker } = options
   // Retries outside, breaker inside: every attempt counts for the breaker, and an open breaker ends the retries.
   function send (call: UpstreamCall): Promise<UpstreamAnswer> {
-    return callWithRetries({ method: call.method, policy: retry, budgetMs: options.timeoutMs, log: call.request.log }, (budgetMs) =>
+    return callWithRetries({ method: call.method, policy: retry, budgetMs: options.timeoutMs, log: call.request?.log ?? options.log }, (budgetMs) =>
       breaker === undefined ? sendOnce(call, budgetMs) : breaker.run(() => sendOnce(call, budgetMs)))
   }
 
@@ -205,7 +211,7 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
 }
 
 async function upstreamClientPlugin (fastify: FastifyInstance, options: UpstreamClientOptions): Promise<void> {
-  const { client, close } = createUpstreamClient({ breaker: fastify.upstreamBreaker, ...options })
+  const { client, close } = createUpstreamClient({ breaker: fastify.upstreamBreaker, log: fastify.log, ...options })
   fastify.decorate('upstream', client)
   fastify.decorateRequest('upstreamStatus', null)
   fastify.decorateRequest('upstreamLatencyMs', null)

@@ -1,11 +1,45 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
 import { gatewayError } from '../../errors.ts'
-import { TaskParams } from '../../schemas/generation.ts'
+import { TaskHeaders, TaskParams, TaskQuery } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { VideoGenerationTask } from '../../schemas/generated/evolink.ts'
-import { readUpstreamTask } from '../../lib/upstream-task.ts'
+import { matchesIfNoneMatch, progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
+import type { TaskStatus } from '../../plugins/app/task-status.ts'
 import { tenantOf } from '../../plugins/app/tenant-auth.ts'
 import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+
+/** The task as this tenant sees it: the upstream's body with the tenant-scoped id. */
+export function presentTask (snapshot: TaskSnapshot, scopedId: string): VideoGenerationTask {
+  return { ...snapshot.task, id: scopedId }
+}
+
+/** Resolves with the first snapshot whose status or progress differs from `first`, or the latest one at the deadline. */
+async function waitForProgress (options: { taskStatus: TaskStatus, upstreamId: string, first: TaskSnapshot, waitMs: number, reply: FastifyReply }): Promise<TaskSnapshot> {
+  const { taskStatus, upstreamId, first, reply } = options
+  if (first.terminal || options.waitMs === 0 || taskStatus.closing.aborted) return first
+  return await new Promise((resolve, reject) => {
+    let latest = first
+    const timer = setTimeout(() => { settle(); resolve(latest) }, options.waitMs)
+    const stopWatching = taskStatus.watch(upstreamId, {
+      snapshot (snapshot) {
+        latest = snapshot
+        if (snapshot.terminal || progressed(first, snapshot)) { settle(); resolve(snapshot) }
+      },
+      failed (error) { settle(); reject(error) }
+    })
+    // Shutting down: answer what is known now; a client gone: stop watching for it.
+    const answerNow = (): void => { settle(); resolve(latest) }
+    taskStatus.closing.addEventListener('abort', answerNow)
+    reply.raw.once('close', answerNow)
+    function settle (): void {
+      clearTimeout(timer)
+      stopWatching()
+      taskStatus.closing.removeEventListener('abort', answerNow)
+      reply.raw.off('close', answerNow)
+    }
+  })
+}
 
 const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/tasks/:task_id', {
@@ -13,24 +47,31 @@ const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['Tasks'],
       summary: 'Get a task\'s status and results',
-      description: 'The task as the upstream reports it (status, progress, results with video URLs valid 24 h, error, usage; unknown fields pass through), for the tenant that created it. Another tenant\'s id, a forged id and an unknown id all answer 404.',
+      description: 'The task as the upstream reports it (status, progress, results with video URLs valid 24 h, error, usage; unknown fields pass through), for the tenant that created it. Another tenant\'s id, a forged id and an unknown id all answer 404. ' +
+        'Reads are coalesced and cached: concurrent reads of one task share one upstream call, a running task\'s status is reused for TASK_STATUS_TTL_MS, a finished one for TASK_TERMINAL_TTL_MS. ' +
+        'Answers carry an ETag (`If-None-Match` gets 304). `?wait=N` long-polls: the answer comes when the status or progress changes, or after N seconds with the current state.',
       operationId: 'getTask',
       security: [{ tenantKey: [] }],
       params: TaskParams,
+      querystring: TaskQuery,
+      headers: TaskHeaders,
       response: {
         200: VideoGenerationTask,
+        304: { type: 'null', description: 'Not modified: the ETag in If-None-Match is still current.' },
         ...errorResponses([400, 401, 404, 429, 500, 502, 503, 504])
       }
     }
-  }, async function getTask (request) {
+  }, async function getTask (request, reply) {
     const tenant = tenantOf(request)
     const scopedId = request.params.task_id
     const upstreamId = fastify.taskIds.unscope(tenant.id, scopedId)
     if (upstreamId === null) throw gatewayError('not_found', { args: ['Task not found.'], param: 'task_id' })
-    const answer = await fastify.upstream.send({ method: 'GET', path: `/v1/tasks/${encodeURIComponent(upstreamId)}`, request })
-    const task = readUpstreamTask(answer.body)
-    task.id = scopedId
-    return task
+    const first = await fastify.taskStatus.read(upstreamId, request)
+    const waitMs = request.query.wait === undefined ? 0 : Number(request.query.wait) * 1000
+    const snapshot = await waitForProgress({ taskStatus: fastify.taskStatus, upstreamId, first, waitMs, reply })
+    reply.header('etag', snapshot.etag).header('cache-control', fastify.taskStatus.cacheControl(snapshot))
+    if (matchesIfNoneMatch(request.headers['if-none-match'], snapshot.etag)) return await reply.code(304).send(null)
+    return presentTask(snapshot, scopedId)
   })
 }
 

@@ -8,6 +8,8 @@ import type { Fault } from '../../../src/simulator/faults.ts'
 /** Safe upstream retries, counted at the simulator. */
 t.test('task reads are retried, creates are not', async (t) => {
   const upstream = await startTestSimulator(t)
+  // The status cache's clock: withFaults moves it past the TTL, so every read asks the upstream.
+  let clock = Date.now()
   const acme = makeTenant('acme', { rateLimit: { max: 1000, timeWindow: 60_000 }, readRateLimit: { max: 1000, timeWindow: 60_000 } })
   const logs = logCollector()
   const app = await buildTestApp(t, {
@@ -16,7 +18,8 @@ t.test('task reads are retried, creates are not', async (t) => {
     tenants: [acme],
     // The breaker is tested on its own; here it must not interfere.
     config: { upstreamTimeoutMs: 3000, upstreamRetryBaseDelayMs: 5, upstreamRetryMaxDelayMs: 1500, upstreamBreakerFailures: 0 },
-    logger: { level: 'info', stream: logs.stream }
+    logger: { level: 'info', stream: logs.stream },
+    now: () => clock
   })
   const headers = { authorization: acme.authorization }
   const created = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers, payload: validBody })
@@ -27,6 +30,7 @@ t.test('task reads are retried, creates are not', async (t) => {
   /** Runs `act` with `faults` queued; returns the answer and the upstream calls it cost. */
   async function withFaults (faults: Fault[], act: typeof read) {
     upstream.simulator.faults.clear()
+    clock += 60_000
     for (const fault of faults) upstream.simulator.faults.push(fault)
     const before = { task: upstream.simulator.calls.task, create: upstream.simulator.calls.create }
     const started = performance.now()

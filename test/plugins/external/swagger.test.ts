@@ -26,8 +26,13 @@ t.test('/openapi.json describes the gateway from the route schemas', async (t) =
 
   const read = spec.paths['/v1/tasks/{task_id}'].get
   t.same(read.tags, ['Tasks'])
-  t.same(Object.keys(read.responses).sort(), ['200', '400', '401', '404', '429', '500', '502', '503', '504'])
+  t.same(Object.keys(read.responses).sort(), ['200', '304', '400', '401', '404', '429', '500', '502', '503', '504'])
   t.match(read.responses['404'].description, /`not_found`/)
+  t.same(read.parameters.map((parameter: { in: string, name: string }) => `${parameter.in}:${parameter.name}`).sort(), ['header:if-none-match', 'path:task_id', 'query:wait'])
+  const events = spec.paths['/v1/tasks/{task_id}/events'].get
+  t.same(events.tags, ['Tasks'])
+  t.ok(events.responses['200'].content['text/event-stream'], 'the stream is documented as text/event-stream')
+  t.same(Object.keys(events.responses).sort(), ['200', '204', '400', '401', '404', '429', '500', '502', '503', '504'])
   t.ok(spec.paths['/healthz'] && spec.paths['/readyz'])
   t.notOk(spec.paths['/openapi.json'], 'the document itself is hidden')
   t.notMatch(response.body, TEST_UPSTREAM_KEY)

@@ -8,7 +8,8 @@ t.test('GET /v1/tasks/:task_id', async (t) => {
   const upstream = await startTestSimulator(t, { taskDurationMs: 10_000, now: () => clock })
   const acme = makeTenant('acme')
   const globex = makeTenant('globex')
-  const options = { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex] }
+  // The gateway's status cache runs on the same clock, so each step reads the new state.
+  const options = { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], now: () => clock }
   const app = await buildTestApp(t, options)
   const read = (id: string, authorization = acme.authorization, target = app) =>
     target.inject({ method: 'GET', url: `/v1/tasks/${encodeURIComponent(id)}`, headers: { authorization } })
@@ -81,11 +82,13 @@ t.test('GET /v1/tasks/:task_id', async (t) => {
   })
 
   t.test('fields the gateway does not know pass through unchanged', async (t) => {
-    const extra = { id: upstreamId, status: 'processing', progress: 40, object: 'video.generation.task', brand_new_field: { nested: [1, 'two'] }, eta_text: 'soon' }
+    // A task the gateway has not cached yet (the first one is cached as completed).
+    const fresh = (await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: validBody })).json().id as string
+    const extra = { id: app.taskIds.unscope(acme.id, fresh), status: 'processing', progress: 40, object: 'video.generation.task', brand_new_field: { nested: [1, 'two'] }, eta_text: 'soon' }
     upstream.simulator.faults.push({ route: 'task', status: 200, body: extra })
-    const response = await read(taskId)
+    const response = await read(fresh)
     t.equal(response.statusCode, 200)
-    t.same(response.json(), { ...extra, id: taskId })
+    t.same(response.json(), { ...extra, id: fresh })
   })
 
   t.test('a failed task carries the upstream error', async (t) => {

@@ -1,0 +1,86 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { createMemoryTaskCache, createRedisTaskCache } from '../../lib/task-cache.ts'
+import { createTaskReader, type TaskRead } from '../../lib/task-reader.ts'
+import { createTaskWatcher, type TaskListener } from '../../lib/task-watcher.ts'
+import { takeSnapshot, type TaskSnapshot } from '../../lib/task-snapshot.ts'
+import { readUpstreamTask } from '../../lib/upstream-task.ts'
+
+export interface TaskStatusOptions {
+  /** a pending or processing status is reused this long; a watched task is polled this often */
+  statusTtlMs: number
+  /** a completed or failed task is kept this long */
+  terminalTtlMs: number
+  /** without Redis: tasks kept in memory */
+  memoryMaxEntries: number
+  /** the upstream deadline: the longest one instance waits for another's read */
+  upstreamTimeoutMs: number
+  /** clock of the in-memory cache's TTLs and of snapshots (default Date.now) */
+  now?: () => number
+}
+
+export interface TaskStatus {
+  /** the task, from a fresh snapshot or one coalesced upstream read; `request` gets the upstream status for the access log if it leads */
+  read (upstreamId: string, request?: FastifyRequest): Promise<TaskRead>
+  /** calls back on every poll of the task until the returned function is called (task-watcher.ts) */
+  watch (upstreamId: string, listener: TaskListener): () => void
+  /** for an answer of this snapshot: caches may keep a finished task as long as the gateway does, a running one only with revalidation */
+  cacheControl (snapshot: TaskSnapshot): string
+  /** the app is closing: long-polls answer now, event streams end */
+  readonly closing: AbortSignal
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    taskStatus: TaskStatus
+  }
+  interface FastifyRequest {
+    /** how a task read was served, for the access log: hit, miss (asked the upstream), shared */
+    taskCache: TaskRead['source'] | null
+  }
+}
+
+async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOptions): Promise<void> {
+  const now = options.now ?? Date.now
+  const cache = fastify.redis === null
+    ? createMemoryTaskCache({ maxEntries: options.memoryMaxEntries, now })
+    : createRedisTaskCache({ redis: fastify.redis })
+  const reader = createTaskReader<FastifyRequest>({
+    cache,
+    statusTtlMs: options.statusTtlMs,
+    terminalTtlMs: options.terminalTtlMs,
+    claimWaitMs: options.upstreamTimeoutMs,
+    now,
+    async fetch (upstreamId, request) {
+      const answer = await fastify.upstream.send({ method: 'GET', path: `/v1/tasks/${encodeURIComponent(upstreamId)}`, request })
+      return takeSnapshot(readUpstreamTask(answer.body), now())
+    }
+  })
+  const watcher = createTaskWatcher({ read: async (upstreamId) => await reader.read(upstreamId), intervalMs: options.statusTtlMs, log: fastify.log })
+  const closing = new AbortController()
+
+  fastify.decorateRequest('taskCache', null)
+  fastify.decorate('taskStatus', {
+    async read (upstreamId, request) {
+      const read = await reader.read(upstreamId, request)
+      if (request !== undefined) request.taskCache = read.source
+      return read
+    },
+    watch: watcher.watch,
+    cacheControl (snapshot) {
+      if (!snapshot.terminal) return 'private, no-cache'
+      const leftMs = options.terminalTtlMs - Math.max(0, now() - snapshot.fetchedAt)
+      return `private, max-age=${Math.max(0, Math.floor(leftMs / 1000))}`
+    },
+    closing: closing.signal
+  } satisfies TaskStatus)
+  // preClose, not onClose: Fastify's close waits for running requests, and a
+  // long-poll or an event stream would otherwise hold it for minutes.
+  fastify.addHook('preClose', (done) => {
+    closing.abort()
+    watcher.close()
+    done()
+  })
+}
+
+export default fp(taskStatusPlugin, { name: 'task-status', fastify: '5.x', dependencies: ['redis-store', 'upstream-client'] })

@@ -1,0 +1,103 @@
+import { PassThrough } from 'node:stream'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { gatewayError, isGatewayError } from '../../errors.ts'
+import { TaskEventsHeaders, TaskParams } from '../../schemas/generation.ts'
+import { errorResponses } from '../../schemas/errors.ts'
+import { progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
+import { errorBody } from '../../plugins/app/error-handler.ts'
+import { tenantOf } from '../../plugins/app/tenant-auth.ts'
+import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+import { presentTask } from './tasks.ts'
+
+export interface TaskEventsRouteOptions {
+  heartbeatMs: number
+  maxStreamMs: number
+}
+
+/** How long EventSource waits before it reconnects after the stream closes early. */
+const reconnectDelayMs = 3000
+
+/** One server-sent event; `data` is one line of JSON (JSON.stringify writes no newline). */
+function sseEvent (event: string, data: unknown, id?: string): string {
+  return `${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+}
+
+const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async (fastify, options) => {
+  fastify.get('/tasks/:task_id/events', {
+    config: tenantRateLimit('read'),
+    schema: {
+      tags: ['Tasks'],
+      summary: 'Follow a task as server-sent events',
+      description: 'A `text/event-stream`: an `event: task` with the whole task (as GET /v1/tasks/{task_id} answers it; `id:` is its ETag) now and on every change of status or progress, then, once the task is completed or failed, `event: end` (data: `{"status": ...}`) and the stream closes; call `close()` on your EventSource when `end` arrives. ' +
+        'A failure that polling cannot cure (the task is gone upstream) is an `event: error` in the one error format, then the close. Comment lines keep an idle stream alive. However many clients follow one task, the gateway polls the upstream for it about once per TASK_STATUS_TTL_MS. ' +
+        'A reconnect whose `Last-Event-ID` is the final state gets 204, which stops EventSource.',
+      operationId: 'getTaskEvents',
+      security: [{ tenantKey: [] }],
+      params: TaskParams,
+      headers: TaskEventsHeaders,
+      response: {
+        200: { description: 'The event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+        204: { type: 'null', description: 'The task had already ended when this reconnect\'s Last-Event-ID was sent.' },
+        ...errorResponses([400, 401, 404, 429, 500, 502, 503, 504])
+      }
+    }
+  }, async function taskEvents (request, reply) {
+    const tenant = tenantOf(request)
+    const scopedId = request.params.task_id
+    const upstreamId = fastify.taskIds.unscope(tenant.id, scopedId)
+    if (upstreamId === null) throw gatewayError('not_found', { args: ['Task not found.'], param: 'task_id' })
+    // Read before the stream starts, so that a missing task is a plain 404 answer.
+    const first = await fastify.taskStatus.read(upstreamId, request)
+    if (first.terminal && request.headers['last-event-id'] === first.etag) return await reply.code(204).send(null)
+
+    const present = (snapshot: TaskSnapshot): string => sseEvent('task', presentTask(snapshot, scopedId), snapshot.etag) +
+      (snapshot.terminal ? sseEvent('end', { status: snapshot.task.status }) : '')
+    const opening = `retry: ${reconnectDelayMs}\n\n${present(first)}`
+    if (first.terminal || fastify.taskStatus.closing.aborted) return await reply.headers(eventStreamHeaders).send(opening)
+
+    const stream = new PassThrough()
+    stream.write(opening)
+    let last: TaskSnapshot = first
+    let heartbeat: NodeJS.Timeout | undefined
+    let maxDuration: NodeJS.Timeout | undefined
+    const finish = (lastWords?: string): void => {
+      clearInterval(heartbeat)
+      clearTimeout(maxDuration)
+      stopWatching()
+      fastify.taskStatus.closing.removeEventListener('abort', endNow)
+      reply.raw.off('close', endNow)
+      if (!stream.writableEnded) stream.end(lastWords)
+    }
+    const endNow = (): void => finish()
+    const stopWatching = fastify.taskStatus.watch(upstreamId, {
+      snapshot (snapshot) {
+        if (!snapshot.terminal && !progressed(last, snapshot)) return
+        last = snapshot
+        if (snapshot.terminal) finish(present(snapshot))
+        else stream.write(present(snapshot))
+      },
+      failed (error) {
+        const failure = isGatewayError(error) ? error : gatewayError('internal_error', { cause: error })
+        request.log.info({ code: failure.publicCode, upstream: (failure as { upstreamDetail?: unknown }).upstreamDetail }, `event stream ended: ${failure.message}`)
+        finish(sseEvent('error', errorBody(failure, request.id)))
+      }
+    })
+    heartbeat = setInterval(() => stream.write(': keep-alive\n\n'), options.heartbeatMs)
+    // Past the longest stream, or when the app closes, the client reconnects (to another instance, say).
+    maxDuration = setTimeout(endNow, options.maxStreamMs)
+    fastify.taskStatus.closing.addEventListener('abort', endNow)
+    // The client went away: stop everything kept for it.
+    reply.raw.once('close', endNow)
+    // The schema types the body as the text it is; Fastify streams a Readable as it comes.
+    return await reply.headers(eventStreamHeaders).send(stream as unknown as string)
+  })
+}
+
+const eventStreamHeaders = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-store',
+  // nginx (deploy/nginx.conf) and similar proxies must pass events on as they come.
+  'x-accel-buffering': 'no'
+}
+
+export default taskEventsRoute
