@@ -8,6 +8,9 @@ import { takeSnapshot, type TaskSnapshot } from '../../src/lib/task-snapshot.ts'
 import { gatewayError } from '../../src/errors.ts'
 import { redisForTests } from '../helpers/redis.ts'
 
+const redis = await redisForTests()
+const skip = 'skip' in redis ? redis.skip : false
+
 /** A fake upstream: counts fetches, answers after `delayMs` with the status it is told. */
 function fakeUpstream (options: { delayMs?: number, now: () => number }) {
   const state = { fetches: 0, status: 'processing', progress: 10, fail: undefined as Error | undefined }
@@ -71,9 +74,8 @@ t.test('the memory cache forgets the least recently used beyond maxEntries', asy
   t.same([await cache.get('a') !== undefined, await cache.get('b') !== undefined, await cache.get('c') !== undefined], [true, false, true])
 })
 
-t.test('across instances with Redis: one upstream call, and a failed claim is taken over', async (t) => {
-  const redis = await redisForTests()
-  if ('skip' in redis) return t.skip(redis.skip)
+t.test('across instances with Redis: one upstream call, and a failed claim is taken over', { skip }, async (t) => {
+  if ('skip' in redis) return
   const clients = [new Redis(redis.url), new Redis(redis.url)]
   t.teardown(() => { for (const client of clients) client.disconnect() })
   const keyPrefix = `vg:test:${randomUUID()}:`

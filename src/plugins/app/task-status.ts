@@ -28,6 +28,8 @@ export interface TaskStatus {
   cacheControl (snapshot: TaskSnapshot): string
   /** the app is closing: long-polls answer now, event streams end */
   readonly closing: AbortSignal
+  /** tasks watched right now (each one poll loop, whatever its number of waiters) */
+  readonly watching: number
 }
 
 declare module 'fastify' {
@@ -72,7 +74,8 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
       const leftMs = options.terminalTtlMs - Math.max(0, now() - snapshot.fetchedAt)
       return `private, max-age=${Math.max(0, Math.floor(leftMs / 1000))}`
     },
-    closing: closing.signal
+    closing: closing.signal,
+    get watching () { return watcher.size }
   } satisfies TaskStatus)
   // preClose, not onClose: Fastify's close waits for running requests, and a
   // long-poll or an event stream would otherwise hold it for minutes.
