@@ -30,8 +30,35 @@ const completed = answer(200, completedTask)
 const unauthorized = answer(401, { error: { code: 'unauthorized', message: 'Invalid API key', type: 'authentication_error' } })
 const notFound = answer(404, { error: { code: 'not_found', message: 'Not found', type: 'invalid_request_error' } })
 
+/**
+ * Tasks whose id starts with this prefix are running (`processing`) until the
+ * bench finishes them through the control route; reads of them are counted,
+ * so that the polling figures can say how many reached the upstream.
+ */
+const runningPrefix = '/v1/tasks/task-unified-running-'
+const runningTask = answer(200, { ...completedTask, status: 'processing', progress: 50, results: undefined })
+const finished = new Set<string>()
+const runningReads = new Map<string, number>()
+
+function control (request: IncomingMessage): Answer | undefined {
+  const url = new URL(request.url ?? '/', 'http://upstream')
+  const id = url.searchParams.get('id') ?? ''
+  if (url.pathname === '/_control/reads') return answer(200, { reads: runningReads.get(id) ?? 0 })
+  if (url.pathname === '/_control/finish') {
+    finished.add(id)
+    return answer(200, { finished: id })
+  }
+  return undefined
+}
+
 function pick (request: IncomingMessage): Answer {
+  if (request.url?.startsWith('/_control/') === true) return control(request) ?? notFound
   if (request.headers.authorization !== expectedAuthorization) return unauthorized
+  if (request.method === 'GET' && request.url?.startsWith(runningPrefix) === true) {
+    const id = request.url.slice('/v1/tasks/'.length)
+    runningReads.set(id, (runningReads.get(id) ?? 0) + 1)
+    return finished.has(id) ? completed : runningTask
+  }
   if (request.method === 'POST' && request.url === '/v1/videos/generations') return created
   if (request.method === 'GET' && request.url?.startsWith('/v1/tasks/') === true) return completed
   return notFound

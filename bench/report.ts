@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { LoadResult } from './load.ts'
 import type { ScenarioName, Side } from './scenarios.ts'
+import { pollingLines, type PollingRecord } from './polling.ts'
 
 /** Summaries, targets, and the three outputs: console table, latest.json, latest.md. */
 export interface ScenarioRecord {
@@ -24,6 +25,8 @@ export interface BenchRecord {
   settings: { rounds: number, durationS: number, warmupS: number, connections: number, highConnections: number, fixedRate: { rate: number, connections: number }, gatewayFlags: string }
   scenarios: ScenarioRecord[]
   highConcurrency: { connections: number, run: LoadResult, rssMb: number | null } | null
+  /** many clients on one running task (bench/polling.ts); null when left out */
+  polling: PollingRecord | null
   elapsedS: number
 }
 
@@ -95,6 +98,7 @@ function everyRun (record: BenchRecord): LoadResult[] {
     ...Object.values(scenario.warmup), ...allRuns(scenario, 'baseline'), ...allRuns(scenario, 'gateway')
   ])
   if (record.highConcurrency !== null) runs.push(record.highConcurrency.run)
+  if (record.polling !== null) runs.push(record.polling.storm.run)
   return runs
 }
 
@@ -121,6 +125,11 @@ export function evaluateTargets (record: BenchRecord): Target[] {
   }
   const rss = record.highConcurrency?.rssMb ?? null
   targets.push({ name: `gateway RSS after ${record.settings.highConnections} connections (MB)`, value: rss, limit: '≤ 150', pass: rss !== null && rss <= 150, enforced })
+  if (record.polling !== null) {
+    const { storm, events } = record.polling
+    targets.push({ name: `polling: upstream reads per second, ${storm.clients} clients on one task`, value: storm.upstreamReadsPerS, limit: '≤ 1', pass: storm.upstreamReadsPerS <= 1, enforced })
+    targets.push({ name: `events: subscribers that received the end (of ${events.subscribers})`, value: events.receivedEnd, limit: `= ${events.subscribers}`, pass: events.receivedEnd === events.subscribers, enforced: true })
+  }
   const failed = failedRequests(record)
   targets.push({ name: 'failed requests (errors + non-2xx)', value: failed, limit: '= 0', pass: failed === 0, enforced: true })
   return targets
@@ -179,6 +188,9 @@ function markdown (record: BenchRecord, targets: Target[]): string {
     line(columns.map(() => '---')),
     ...rows(record).map(line),
     '',
+    'The `poll` scenario reads a finished task (the fixed upstream answers `completed`), so the gateway serves it from its status cache, as it would in production; the baseline asks the upstream every time.',
+    '',
+    ...(record.polling === null ? [] : ['Many clients on one running task:', '', ...pollingLines(record.polling), '']),
     line(['target', 'value', 'limit', 'result']),
     line(['---', '---', '---', '---']),
     ...targets.map((target) => line([target.name, String(target.value ?? 'n/a'), target.limit, target.pass ? 'pass' : (target.enforced ? '**FAIL**' : 'miss (smoke: not enforced)')])),

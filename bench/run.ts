@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
+import { runPollingFigures, pollingLines } from './polling.ts'
 import { runLoad, type LoadResult } from './load.ts'
 import { cpuTimeMs, installCleanup, killAllNow, rssMb, startGateway, startOwnServer, stop, type Started } from './processes.ts'
 import { consoleTable, evaluateTargets, failedRequests, targetLines, writeResults, type BenchRecord, type ScenarioRecord } from './report.ts'
@@ -118,6 +119,7 @@ async function main (): Promise<number> {
     settings,
     scenarios: [],
     highConcurrency: null,
+    polling: null,
     elapsedS: 0
   }
   const list = scenarios({ tenantKey: secrets.tenantKey, scopedTaskId, upstreamTaskId, connections: settings.connections, fixedRate: settings.fixedRate })
@@ -144,6 +146,11 @@ async function main (): Promise<number> {
   const high = await load(create, 'gateway', gateway, settings.durationS, settings.highConnections)
   record.highConcurrency = { connections: settings.highConnections, run: high, rssMb: rssMb(gateway.pid) }
   say(`  create       ${settings.highConnections} connections gateway  ${describe(high)}  RSS ${record.highConcurrency.rssMb} MB`)
+
+  if (only === undefined || only.includes('polling')) {
+    record.polling = await runPollingFigures({ gatewayUrl: gateway.url, upstreamUrl: upstream.url, tenantKey: secrets.tenantKey, tenantId: secrets.tenantId, gatewaySecret: secrets.gatewaySecret, smoke })
+    for (const line of pollingLines(record.polling)) say(`  ${line.slice(2).replaceAll('**', '')}`)
+  }
 
   await stop(gateway)
   await Promise.all([stop(baseline), stop(upstream)])

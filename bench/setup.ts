@@ -18,7 +18,10 @@ export interface BenchSecrets {
   /** a temporary directory: the tenants file, and the gateway's cwd (so no .env is read) */
   dir: string
   tenantKey: string
+  tenantId: string
   upstreamKey: string
+  /** signs tenant-scoped task ids: the bench mints ids for tasks it did not create through the gateway */
+  gatewaySecret: string
   gatewayEnv (upstreamUrl: string, redisUrl: string): Record<string, string>
   remove (): void
 }
@@ -31,13 +34,16 @@ export function prepareSecrets (): BenchSecrets {
   const tenantsFile = join(dir, 'tenants.json')
   // A fresh tenant id per run: Redis counters of an earlier run cannot interfere. Limits far above any load.
   const unlimited = { max: 1_000_000_000, timeWindow: 60_000 }
+  const tenantId = `bench-${randomBytes(4).toString('hex')}`
   writeFileSync(tenantsFile, JSON.stringify({
-    tenants: [{ id: `bench-${randomBytes(4).toString('hex')}`, keys: [tenantKeyHash(tenantKey)], rateLimit: unlimited, readRateLimit: unlimited }]
+    tenants: [{ id: tenantId, keys: [tenantKeyHash(tenantKey)], rateLimit: unlimited, readRateLimit: unlimited }]
   }))
   return {
     dir,
     tenantKey,
+    tenantId,
     upstreamKey,
+    gatewaySecret,
     gatewayEnv: (upstreamUrl, redisUrl) => ({
       NODE_ENV: 'production',
       LOG_LEVEL: 'info',

@@ -40,7 +40,9 @@ export function createTaskWatcher (options: TaskWatcherOptions): {
   const watches = new Map<string, Watch>()
 
   function schedule (upstreamId: string, watch: Watch): void {
-    watch.timer = setTimeout(() => { void poll(upstreamId, watch) }, options.intervalMs)
+    watch.timer = setTimeout(() => {
+      poll(upstreamId, watch).catch((error: unknown) => { options.log.error({ err: error }, 'task watch: a listener failed') })
+    }, options.intervalMs)
   }
 
   async function poll (upstreamId: string, watch: Watch): Promise<void> {

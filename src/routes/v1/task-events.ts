@@ -58,8 +58,6 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
     const stream = new PassThrough()
     stream.write(opening)
     let last: TaskSnapshot = first
-    let heartbeat: NodeJS.Timeout | undefined
-    let maxDuration: NodeJS.Timeout | undefined
     const finish = (lastWords?: string): void => {
       clearInterval(heartbeat)
       clearTimeout(maxDuration)
@@ -82,9 +80,10 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
         finish(sseEvent('error', errorBody(failure, request.id)))
       }
     })
-    heartbeat = setInterval(() => stream.write(': keep-alive\n\n'), options.heartbeatMs)
+    // (finish() uses these two; the watch calls back on a later tick, never before they exist.)
+    const heartbeat = setInterval(() => stream.write(': keep-alive\n\n'), options.heartbeatMs)
     // Past the longest stream, or when the app closes, the client reconnects (to another instance, say).
-    maxDuration = setTimeout(endNow, options.maxStreamMs)
+    const maxDuration = setTimeout(endNow, options.maxStreamMs)
     fastify.taskStatus.closing.addEventListener('abort', endNow)
     // The client went away: stop everything kept for it.
     reply.raw.once('close', endNow)
