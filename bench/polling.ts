@@ -54,13 +54,15 @@ export async function runPollingFigures (options: PollingOptions): Promise<Polli
   const url = `${options.gatewayUrl}/v1/tasks/${ids.scope(options.tenantId, eventsId)}/events`
   const dispatcher = new Agent({ connections: subscribers + 10 })
   let opened = 0
+  let allOpen = (): void => {}
+  const everyoneSubscribed = new Promise<void>((resolve) => { allOpen = resolve })
   const streams = Array.from({ length: subscribers }, async () => {
     const response = await undiciFetch(url, { headers: { authorization }, dispatcher, signal: AbortSignal.timeout(heldS * 1000 + 30_000) })
-    opened++
+    if (++opened === subscribers) allOpen()
     const text = await response.text()
     return /\nevent: end\n/.test(`\n${text}`)
   })
-  while (opened < subscribers) await sleep(20)
+  await everyoneSubscribed
   const readsAtOpen = await upstreamReads(options.upstreamUrl, eventsId)
   await sleep(heldS * 1000)
   const heldReads = await upstreamReads(options.upstreamUrl, eventsId) - readsAtOpen

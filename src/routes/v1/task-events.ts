@@ -5,9 +5,8 @@ import { TaskEventsHeaders, TaskParams } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
 import { errorBody } from '../../plugins/app/error-handler.ts'
-import { tenantOf } from '../../plugins/app/tenant-auth.ts'
 import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
-import { presentTask } from './tasks.ts'
+import { presentTask, upstreamIdOf } from './tasks.ts'
 
 export interface TaskEventsRouteOptions {
   heartbeatMs: number
@@ -42,10 +41,8 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
       }
     }
   }, async function taskEvents (request, reply) {
-    const tenant = tenantOf(request)
     const scopedId = request.params.task_id
-    const upstreamId = fastify.taskIds.unscope(tenant.id, scopedId)
-    if (upstreamId === null) throw gatewayError('not_found', { args: ['Task not found.'], param: 'task_id' })
+    const upstreamId = upstreamIdOf(fastify, request, scopedId)
     // Read before the stream starts, so that a missing task is a plain 404 answer.
     const first = await fastify.taskStatus.read(upstreamId, request)
     if (first.terminal && request.headers['last-event-id'] === first.etag) return await reply.code(204).send(null)

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { gatewayError } from '../../errors.ts'
 import { TaskHeaders, TaskParams, TaskQuery } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
@@ -12,6 +12,16 @@ import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
 /** The task as this tenant sees it: the upstream's body with the tenant-scoped id. */
 export function presentTask (snapshot: TaskSnapshot, scopedId: string): VideoGenerationTask {
   return { ...snapshot.task, id: scopedId }
+}
+
+/**
+ * The upstream id behind a tenant-scoped id, for this tenant only: another
+ * tenant's id, a forged one or an unknown one is 404, before any upstream call.
+ */
+export function upstreamIdOf (fastify: FastifyInstance, request: FastifyRequest, scopedId: string): string {
+  const upstreamId = fastify.taskIds.unscope(tenantOf(request).id, scopedId)
+  if (upstreamId === null) throw gatewayError('not_found', { args: ['Task not found.'], param: 'task_id' })
+  return upstreamId
 }
 
 /** Resolves with the first snapshot whose status or progress differs from `first`, or the latest one at the deadline. */
@@ -62,16 +72,13 @@ const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
       }
     }
   }, async function getTask (request, reply) {
-    const tenant = tenantOf(request)
-    const scopedId = request.params.task_id
-    const upstreamId = fastify.taskIds.unscope(tenant.id, scopedId)
-    if (upstreamId === null) throw gatewayError('not_found', { args: ['Task not found.'], param: 'task_id' })
+    const upstreamId = upstreamIdOf(fastify, request, request.params.task_id)
     const first = await fastify.taskStatus.read(upstreamId, request)
     const waitMs = request.query.wait === undefined ? 0 : Number(request.query.wait) * 1000
     const snapshot = await waitForProgress({ taskStatus: fastify.taskStatus, upstreamId, first, waitMs, reply })
     reply.header('etag', snapshot.etag).header('cache-control', fastify.taskStatus.cacheControl(snapshot))
     if (matchesIfNoneMatch(request.headers['if-none-match'], snapshot.etag)) return await reply.code(304).send(null)
-    return presentTask(snapshot, scopedId)
+    return presentTask(snapshot, request.params.task_id)
   })
 }
 
