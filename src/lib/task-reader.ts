@@ -14,7 +14,6 @@ export interface TaskReaderOptions<Context> {
   claimWaitMs: number
   /** how often a waiting instance looks for the other's snapshot */
   claimPollMs?: number
-  now?: () => number
 }
 
 export type TaskRead = TaskSnapshot & {
@@ -31,7 +30,6 @@ export type TaskRead = TaskSnapshot & {
  */
 export function createTaskReader<Context> (options: TaskReaderOptions<Context>): { read (upstreamId: string, context?: Context): Promise<TaskRead> } {
   const { cache } = options
-  const now = options.now ?? Date.now
   const claimPollMs = options.claimPollMs ?? 20
   const inFlight = new Map<string, Promise<TaskSnapshot>>()
 
@@ -46,7 +44,8 @@ export function createTaskReader<Context> (options: TaskReaderOptions<Context>):
    * and take the claim over if it is released without one (that fetch failed).
    */
   async function fetchOnce (upstreamId: string, context: Context | undefined): Promise<TaskSnapshot> {
-    const giveUpAt = now() + options.claimWaitMs
+    // Real elapsed time (not the injectable clock, which tests may hold still).
+    const giveUpAt = performance.now() + options.claimWaitMs
     for (;;) {
       const claim = await cache.claim(upstreamId, options.claimWaitMs)
       if (claim !== null) {
@@ -60,7 +59,7 @@ export function createTaskReader<Context> (options: TaskReaderOptions<Context>):
       await sleep(claimPollMs)
       const stored = await cache.get(upstreamId)
       if (stored !== undefined) return stored
-      if (now() >= giveUpAt) return await fetchAndStore(upstreamId, context)
+      if (performance.now() >= giveUpAt) return await fetchAndStore(upstreamId, context)
     }
   }
 

@@ -29,7 +29,7 @@ t.test('in one process: single-flight, TTL, terminal TTL, failures not kept', as
   let clock = 1_000_000
   const now = () => clock
   const upstream = fakeUpstream({ delayMs: 20, now })
-  const reader = createTaskReader({ cache: createMemoryTaskCache({ maxEntries: 100, now }), fetch: upstream.fetch, statusTtlMs: 1000, terminalTtlMs: 60_000, claimWaitMs: 5000, now })
+  const reader = createTaskReader({ cache: createMemoryTaskCache({ maxEntries: 100, now }), fetch: upstream.fetch, statusTtlMs: 1000, terminalTtlMs: 60_000, claimWaitMs: 5000 })
 
   const reads = await Promise.all(Array.from({ length: 50 }, async () => await reader.read('task-unified-1')))
   t.equal(upstream.state.fetches, 1, '50 concurrent reads, one upstream call')

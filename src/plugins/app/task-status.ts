@@ -52,7 +52,6 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
     statusTtlMs: options.statusTtlMs,
     terminalTtlMs: options.terminalTtlMs,
     claimWaitMs: options.upstreamTimeoutMs,
-    now,
     async fetch (upstreamId, request) {
       const answer = await fastify.upstream.send({ method: 'GET', path: `/v1/tasks/${encodeURIComponent(upstreamId)}`, request })
       return takeSnapshot(readUpstreamTask(answer.body), now())
