@@ -96,18 +96,23 @@ export function errorBody (error: GatewayError, requestId: string): ErrorRespons
   return body
 }
 
-/**
- * The one place an error becomes an answer: used by the error handler and by
- * Fastify's `frameworkErrors` (bad URLs, which fail before any hook runs).
- */
-export function sendError (error: unknown, request: FastifyRequest, reply: FastifyReply, options: ErrorHandlerOptions): FastifyReply {
-  const gatewayFailure = toGatewayError(error, options)
+/** How a failure is logged, wherever it is answered: 5xx at error with the cause, 4xx at info. */
+export function logFailure (request: FastifyRequest, error: unknown, gatewayFailure: GatewayError): void {
   const detail = (gatewayFailure as { upstreamDetail?: unknown }).upstreamDetail
   if (gatewayFailure.statusCode >= 500) {
     request.log.error({ err: error, upstream: detail, code: gatewayFailure.publicCode }, 'request failed')
   } else {
     request.log.info({ code: gatewayFailure.publicCode, param: gatewayFailure.param, upstream: detail }, gatewayFailure.message)
   }
+}
+
+/**
+ * The one place an error becomes an answer: used by the error handler and by
+ * Fastify's `frameworkErrors` (bad URLs, which fail before any hook runs).
+ */
+export function sendError (error: unknown, request: FastifyRequest, reply: FastifyReply, options: ErrorHandlerOptions): FastifyReply {
+  const gatewayFailure = toGatewayError(error, options)
+  logFailure(request, error, gatewayFailure)
   if (gatewayFailure.headers !== undefined) reply.headers(gatewayFailure.headers)
   return reply.code(gatewayFailure.statusCode).header('x-request-id', request.id).send(errorBody(gatewayFailure, request.id))
 }

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { createMemoryTaskCache, createRedisTaskCache } from '../../lib/task-cache.ts'
 import { createTaskReader, type TaskRead } from '../../lib/task-reader.ts'
 import { createTaskWatcher, type TaskListener } from '../../lib/task-watcher.ts'
@@ -22,11 +22,15 @@ export interface TaskStatusOptions {
 export interface TaskStatus {
   /** the task, from a fresh snapshot or one coalesced upstream read; `request` gets the upstream status for the access log if it leads */
   read (upstreamId: string, request?: FastifyRequest): Promise<TaskRead>
-  /** calls back on every poll of the task until the returned function is called (task-watcher.ts) */
-  watch (upstreamId: string, listener: TaskListener): () => void
+  /**
+   * Watches the task for one request (task-watcher.ts: a callback on every poll)
+   * until the returned function is called; `gone` ends it when the client
+   * leaves or the app closes (then the watch has already stopped).
+   */
+  follow (upstreamId: string, reply: FastifyReply, listener: TaskListener & { gone (): void }): () => void
   /** for an answer of this snapshot: caches may keep a finished task as long as the gateway does, a running one only with revalidation */
   cacheControl (snapshot: TaskSnapshot): string
-  /** the app is closing: long-polls answer now, event streams end */
+  /** the app is closing: long-polls answer at once, event streams end */
   readonly closing: AbortSignal
   /** tasks watched right now (each one poll loop, whatever its number of waiters) */
   readonly watching: number
@@ -67,7 +71,21 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
       if (request !== undefined) request.taskCache = read.source
       return read
     },
-    watch: watcher.watch,
+    follow (upstreamId, reply, listener) {
+      const stopWatching = watcher.watch(upstreamId, listener)
+      const stop = (): void => {
+        stopWatching()
+        closing.signal.removeEventListener('abort', gone)
+        reply.raw.off('close', gone)
+      }
+      const gone = (): void => {
+        stop()
+        listener.gone()
+      }
+      closing.signal.addEventListener('abort', gone)
+      reply.raw.once('close', gone)
+      return stop
+    },
     cacheControl (snapshot) {
       if (!snapshot.terminal) return 'private, no-cache'
       const leftMs = options.terminalTtlMs - Math.max(0, now() - snapshot.fetchedAt)

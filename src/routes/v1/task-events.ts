@@ -4,7 +4,7 @@ import { gatewayError, isGatewayError } from '../../errors.ts'
 import { TaskEventsHeaders, TaskParams } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
-import { errorBody } from '../../plugins/app/error-handler.ts'
+import { errorBody, logFailure } from '../../plugins/app/error-handler.ts'
 import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
 import { presentTask, upstreamIdOf } from './tasks.ts'
 
@@ -58,13 +58,10 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
     const finish = (lastWords?: string): void => {
       clearInterval(heartbeat)
       clearTimeout(maxDuration)
-      stopWatching()
-      fastify.taskStatus.closing.removeEventListener('abort', endNow)
-      reply.raw.off('close', endNow)
+      stopFollowing()
       if (!stream.writableEnded) stream.end(lastWords)
     }
-    const endNow = (): void => finish()
-    const stopWatching = fastify.taskStatus.watch(upstreamId, {
+    const stopFollowing = fastify.taskStatus.follow(upstreamId, reply, {
       snapshot (snapshot) {
         if (!snapshot.terminal && !progressed(last, snapshot)) return
         last = snapshot
@@ -73,17 +70,16 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
       },
       failed (error) {
         const failure = isGatewayError(error) ? error : gatewayError('internal_error', { cause: error })
-        request.log.info({ code: failure.publicCode, upstream: (failure as { upstreamDetail?: unknown }).upstreamDetail }, `event stream ended: ${failure.message}`)
+        logFailure(request, error, failure)
         finish(sseEvent('error', errorBody(failure, request.id)))
-      }
+      },
+      // The client went away, or the app closes (the client reconnects, to another instance say).
+      gone () { finish() }
     })
     // (finish() uses these two; the watch calls back on a later tick, never before they exist.)
     const heartbeat = setInterval(() => stream.write(': keep-alive\n\n'), options.heartbeatMs)
-    // Past the longest stream, or when the app closes, the client reconnects (to another instance, say).
-    const maxDuration = setTimeout(endNow, options.maxStreamMs)
-    fastify.taskStatus.closing.addEventListener('abort', endNow)
-    // The client went away: stop everything kept for it.
-    reply.raw.once('close', endNow)
+    // Past the longest stream, the client reconnects.
+    const maxDuration = setTimeout(() => finish(), options.maxStreamMs)
     // The schema types the body as the text it is; Fastify streams a Readable as it comes.
     return await reply.headers(eventStreamHeaders).send(stream as unknown as string)
   })

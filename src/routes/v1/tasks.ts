@@ -24,29 +24,29 @@ export function upstreamIdOf (fastify: FastifyInstance, request: FastifyRequest,
   return upstreamId
 }
 
-/** Resolves with the first snapshot whose status or progress differs from `first`, or the latest one at the deadline. */
+/**
+ * Resolves with the first snapshot whose status or progress differs from
+ * `first`, or the latest one at the deadline, when the client leaves or when
+ * the app closes.
+ */
 async function waitForProgress (options: { taskStatus: TaskStatus, upstreamId: string, first: TaskSnapshot, waitMs: number, reply: FastifyReply }): Promise<TaskSnapshot> {
-  const { taskStatus, upstreamId, first, reply } = options
+  const { taskStatus, first } = options
   if (first.terminal || options.waitMs === 0 || taskStatus.closing.aborted) return first
   return await new Promise((resolve, reject) => {
     let latest = first
-    const timer = setTimeout(() => { settle(); resolve(latest) }, options.waitMs)
-    const stopWatching = taskStatus.watch(upstreamId, {
+    const stop = taskStatus.follow(options.upstreamId, options.reply, {
       snapshot (snapshot) {
         latest = snapshot
-        if (snapshot.terminal || progressed(first, snapshot)) { settle(); resolve(snapshot) }
+        if (snapshot.terminal || progressed(first, snapshot)) settle(() => resolve(snapshot))
       },
-      failed (error) { settle(); reject(error) }
+      failed (error) { settle(() => reject(error)) },
+      gone () { clearTimeout(timer); resolve(latest) }
     })
-    // Shutting down: answer what is known now; a client gone: stop watching for it.
-    const answerNow = (): void => { settle(); resolve(latest) }
-    taskStatus.closing.addEventListener('abort', answerNow)
-    reply.raw.once('close', answerNow)
-    function settle (): void {
+    const timer = setTimeout(() => settle(() => resolve(latest)), options.waitMs)
+    function settle (answer: () => void): void {
       clearTimeout(timer)
-      stopWatching()
-      taskStatus.closing.removeEventListener('abort', answerNow)
-      reply.raw.off('close', answerNow)
+      stop()
+      answer()
     }
   })
 }
