@@ -19,6 +19,7 @@ import idempotency from './plugins/app/idempotency.ts'
 import gracefulShutdown from './plugins/app/graceful-shutdown.ts'
 import taskIds from './plugins/app/task-ids.ts'
 import taskStatus from './plugins/app/task-status.ts'
+import browserTokens from './plugins/app/browser-tokens.ts'
 import tenantAuth from './plugins/app/tenant-auth.ts'
 import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
 import requestLogging from './plugins/app/request-logging.ts'
@@ -44,6 +45,8 @@ export interface BuildAppOptions {
   loggerInstance?: FastifyBaseLogger
   /** the clock (ms) of the in-memory task status cache; tests that move a simulator's clock pass the same one */
   now?: () => number
+  /** the clock (ms) that mints and checks browser tokens; tests mint tokens that are already expired */
+  tokenNow?: () => number
 }
 
 const minimumSecretLength = 32
@@ -148,6 +151,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     now: options.now
   })
+  await app.register(browserTokens, { secrets, registry, now: options.tokenNow })
   await app.register(tenantAuth, {
     registry,
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }

@@ -30,11 +30,23 @@ export const errorTable = {
     message: 'Missing or invalid API key. Send `Authorization: Bearer <tenant key>`.',
     description: 'Missing, malformed or unknown tenant key.'
   },
+  token_expired: {
+    statusCode: 401,
+    type: 'authentication_error',
+    message: '%s',
+    description: 'The browser token has expired (the message says when); the page should get a new one from its backend.'
+  },
+  invalid_token: {
+    statusCode: 401,
+    type: 'authentication_error',
+    message: '%s',
+    description: 'The browser token is malformed, tampered with, signed with a key no `GATEWAY_SECRET` derives, or names a tenant that no longer exists.'
+  },
   forbidden: {
     statusCode: 403,
     type: 'permission_error',
     message: '%s',
-    description: 'The tenant may not use this model (or origin); `param` names the field.'
+    description: 'The tenant or its browser token may not do this: a model, quality or duration it is not allowed (`param` names the field), an operation the token does not grant, a token used from another origin than the one it is bound to (`param`: `origin`), a token whose create cap is used up (`param`: `token`), or a tenant key sent from a browser page on another origin without `browserKeys`.'
   },
   not_found: {
     statusCode: 404,

@@ -4,12 +4,14 @@
  */
 const keyLike = /\b(?:sk-evo-|sk-|vgk_)[A-Za-z0-9_-]{6,}/g
 const bearer = /\bBearer\s+\S+/gi
+// a browser token (JWT), e.g. in a URL's `?token=` quoted by some error
+const jwtLike = /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/g
 
 export function createScrubber (secrets: readonly string[]): (text: string) => string {
   const exact = secrets.filter((secret) => secret.length >= 4)
   return (text) => {
     let scrubbed = text
     for (const secret of exact) scrubbed = scrubbed.replaceAll(secret, '[redacted]')
-    return scrubbed.replace(bearer, 'Bearer [redacted]').replace(keyLike, '[redacted]')
+    return scrubbed.replace(bearer, 'Bearer [redacted]').replace(keyLike, '[redacted]').replace(jwtLike, '[redacted]')
   }
 }

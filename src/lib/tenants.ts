@@ -21,12 +21,18 @@ export interface Tenant {
   readRateLimit: ResolvedRateLimit
   allowedOrigins: ReadonlySet<string> | null
   allowedModels: ReadonlySet<string> | null
+  /** whether the tenant's keys are accepted from browser pages on other origins */
+  browserKeys: boolean
+  /** creates per browser-token end user; null: no per-end-user limit */
+  endUserRateLimit: ResolvedRateLimit | null
 }
 
 export interface TenantRegistry {
   tenants: readonly Tenant[]
   /** `sha256:<hex>` of a presented key → its tenant */
   byKeyHash: ReadonlyMap<string, Tenant>
+  /** tenant id → tenant (browser tokens name their tenant) */
+  byId: ReadonlyMap<string, Tenant>
 }
 
 export class TenantsFileError extends Error {
@@ -67,7 +73,9 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
       rateLimit: resolveRateLimit(definition.rateLimit, defaultCreateRateLimit, `${where}.rateLimit`),
       readRateLimit: resolveRateLimit(definition.readRateLimit, defaultReadRateLimit, `${where}.readRateLimit`),
       allowedOrigins: definition.allowedOrigins === undefined ? null : new Set(definition.allowedOrigins),
-      allowedModels: definition.allowedModels === undefined ? null : new Set(definition.allowedModels)
+      allowedModels: definition.allowedModels === undefined ? null : new Set(definition.allowedModels),
+      browserKeys: definition.browserKeys ?? false,
+      endUserRateLimit: definition.endUserRateLimit === undefined ? null : resolveRateLimit(definition.endUserRateLimit, defaultCreateRateLimit, `${where}.endUserRateLimit`)
     }
     for (const keyHash of definition.keys) {
       if (byKeyHash.has(keyHash)) throw new TenantsFileError(`${where}.keys: a key hash is listed twice`)
@@ -75,7 +83,7 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
     }
     tenants.push(tenant)
   })
-  return { tenants, byKeyHash }
+  return { tenants, byKeyHash, byId: new Map(tenants.map((tenant) => [tenant.id, tenant])) }
 }
 
 export function readTenantsFile (path: string): TenantDefinition[] {

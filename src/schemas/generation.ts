@@ -40,6 +40,10 @@ export const TaskHeaders = Type.Object({
   'if-none-match': Type.Optional(Type.String({ description: 'An ETag from an earlier answer: 304 Not Modified while the task is unchanged.' }))
 })
 
+export const TaskEventsQuery = Type.Object({
+  token: Type.Optional(Type.String({ maxLength: 4096, description: 'A browser token (POST /v1/tokens), for EventSource, which cannot send an Authorization header. Never a tenant key.' }))
+})
+
 export const TaskEventsHeaders = Type.Object({
   'last-event-id': Type.Optional(Type.String({ description: 'Sent by EventSource on reconnect: if it names the final state, the answer is 204 and the browser stops reconnecting.' }))
 })

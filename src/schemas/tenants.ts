@@ -14,7 +14,10 @@ export const TenantDefinition = Type.Object({
   rateLimit: Type.Optional(RateLimitPlan),
   readRateLimit: Type.Optional(RateLimitPlan),
   allowedOrigins: Type.Optional(Type.Array(Type.String({ pattern: '^https?://[^/\\s]+$' }), { description: 'Browser origins that get CORS headers for this tenant.' })),
-  allowedModels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Models this tenant may use; absent means all the gateway serves.' }))
+  allowedModels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Models this tenant may use; absent means all the gateway serves.' })),
+  browserKeys: Type.Optional(Type.Boolean({ description: 'Accept this tenant\'s keys from browser pages on other origins (a request with a foreign `Origin`). Default false: a key shipped to a browser is public, so browsers use short-lived tokens (POST /v1/tokens).' })),
+  // Creates per end user (the `end_user` of a browser token) per window, on top of the tenant's own limit.
+  endUserRateLimit: Type.Optional(RateLimitPlan)
 }, { additionalProperties: false })
 
 export const TenantsFile = Type.Object({

@@ -12,6 +12,7 @@ async function requestLoggingPlugin (fastify: FastifyInstance): Promise<void> {
   fastify.addHook('onResponse', (request, reply, done) => {
     request.log.info({
       tenant: request.tenant?.id,
+      endUser: request.browserToken?.endUser ?? undefined,
       method: request.method,
       route: request.routeOptions.url,
       status: reply.statusCode,
@@ -24,4 +25,4 @@ async function requestLoggingPlugin (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(requestLoggingPlugin, { name: 'request-logging', fastify: '5.x', dependencies: ['tenant-auth', 'upstream-client', 'task-status'] })
+export default fp(requestLoggingPlugin, { name: 'request-logging', fastify: '5.x', dependencies: ['tenant-auth', 'browser-tokens', 'upstream-client', 'task-status'] })

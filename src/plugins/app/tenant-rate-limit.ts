@@ -46,7 +46,8 @@ async function tenantRateLimitPlugin (fastify: FastifyInstance): Promise<void> {
     const kind = request.routeOptions.config.rateLimitKind
     const remaining = reply.getHeader('x-ratelimit-remaining')
     const reset = reply.getHeader('x-ratelimit-reset')
-    if (kind !== undefined && request.tenant !== null && remaining !== undefined && reset !== undefined) {
+    // A more specific limit that refused the request (an end user's) has set its own.
+    if (kind !== undefined && request.tenant !== null && remaining !== undefined && reset !== undefined && !reply.hasHeader('ratelimit')) {
       const { max, timeWindowMs } = planOf[kind](request.tenant)
       reply.headers({
         'ratelimit-policy': `"tenant";q=${max};w=${Math.ceil(timeWindowMs / 1000)}`,

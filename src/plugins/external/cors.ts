@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 
 const exposedHeaders = [
   'x-request-id', 'retry-after', 'ratelimit', 'ratelimit-policy',
-  'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'idempotent-replayed'
+  'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'idempotent-replayed', 'etag'
 ]
 
 /**
@@ -40,6 +40,22 @@ async function corsPlugin (fastify: FastifyInstance): Promise<void> {
         strictPreflight: false
       })
     }
+  })
+
+  // An error answered before preHandler (a missing or expired token is refused at onRequest)
+  // must still reach the page: without these headers it would only see an opaque "CORS error".
+  // Unauthenticated, any origin some tenant allows may read it: an error grants nothing.
+  const exposed = exposedHeaders.join(', ')
+  fastify.addHook('onSend', (request, reply, payload, done) => {
+    const origin = request.headers.origin
+    if (origin !== undefined && reply.statusCode >= 400 && !reply.hasHeader('access-control-allow-origin')) {
+      const allowed = request.tenant === null ? anyTenantOrigins.has(origin) : request.tenant.allowedOrigins?.has(origin) === true
+      if (allowed) {
+        reply.headers({ 'access-control-allow-origin': origin, 'access-control-expose-headers': exposed })
+        if (!reply.hasHeader('vary')) reply.header('vary', 'Origin')
+      }
+    }
+    done(null, payload)
   })
 }
 

@@ -11,7 +11,7 @@ import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
 
 const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/videos/generations', {
-    config: { ...tenantRateLimit('create'), idempotency: true },
+    config: { ...tenantRateLimit('create'), idempotency: true, tokenOperation: 'create' },
     schema: {
       tags: ['Video Generation'],
       summary: 'Create a video generation task',
@@ -40,7 +40,15 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
         param: 'callback_url'
       })
     }
-    const answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body, request })
+    const takeBack = await fastify.browserTokens.admitCreate(request, body)
+    let answer
+    try {
+      answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body, request })
+    } catch (error) {
+      // Not made, so not counted against the browser token's create cap.
+      await takeBack()
+      throw error
+    }
     const task = readUpstreamTask(answer.body)
     task.id = fastify.taskIds.scope(tenant.id, task.id)
     return task

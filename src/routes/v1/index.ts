@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import generationsRoute from './generations.ts'
 import tasksRoute from './tasks.ts'
 import taskEventsRoute from './task-events.ts'
+import tokensRoute from './tokens.ts'
 
 export interface V1RoutesOptions {
   taskEventsHeartbeatMs: number
@@ -13,5 +14,6 @@ export default async function v1Routes (fastify: FastifyInstance, options: V1Rou
   fastify.addHook('onRequest', fastify.authenticateTenant)
   await fastify.register(generationsRoute)
   await fastify.register(tasksRoute)
+  await fastify.register(tokensRoute)
   await fastify.register(taskEventsRoute, { heartbeatMs: options.taskEventsHeartbeatMs, maxStreamMs: options.taskEventsMaxMs })
 }

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { gatewayError, isGatewayError } from '../../errors.ts'
-import { TaskEventsHeaders, TaskParams } from '../../schemas/generation.ts'
+import { TaskEventsHeaders, TaskEventsQuery, TaskParams } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
 import { errorBody, logFailure } from '../../plugins/app/error-handler.ts'
@@ -23,16 +23,18 @@ function sseEvent (event: string, data: unknown, id?: string): string {
 
 const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async (fastify, options) => {
   fastify.get('/tasks/:task_id/events', {
-    config: tenantRateLimit('read'),
+    config: { ...tenantRateLimit('read'), tokenOperation: 'read', tokenInQuery: true },
     schema: {
       tags: ['Tasks'],
       summary: 'Follow a task as server-sent events',
       description: 'A `text/event-stream`: an `event: task` with the whole task (as GET /v1/tasks/{task_id} answers it; `id:` is its ETag) now and on every change of status or progress, then, once the task is completed or failed, `event: end` (data: `{"status": ...}`) and the stream closes; call `close()` on your EventSource when `end` arrives. ' +
         'A failure that polling cannot cure (the task is gone upstream) is an `event: error` in the one error format, then the close. Comment lines keep an idle stream alive. However many clients follow one task, the gateway polls the upstream for it about once per TASK_STATUS_TTL_MS. ' +
-        'A reconnect whose `Last-Event-ID` is the final state gets 204, which stops EventSource.',
+        'A reconnect whose `Last-Event-ID` is the final state gets 204, which stops EventSource. ' +
+        'From a browser, authenticate with a browser token (POST /v1/tokens) as `?token=`: EventSource cannot send headers. Only tokens are taken there, never tenant keys, and the query is never logged.',
       operationId: 'getTaskEvents',
       security: [{ tenantKey: [] }],
       params: TaskParams,
+      querystring: TaskEventsQuery,
       headers: TaskEventsHeaders,
       response: {
         200: { description: 'The event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } },

@@ -53,7 +53,7 @@ async function waitForProgress (options: { taskStatus: TaskStatus, upstreamId: s
 
 const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/tasks/:task_id', {
-    config: tenantRateLimit('read'),
+    config: { ...tenantRateLimit('read'), tokenOperation: 'read' },
     schema: {
       tags: ['Tasks'],
       summary: 'Get a task\'s status and results',

@@ -4,7 +4,8 @@ import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.t
 
 t.test('CORS only for a tenant\'s own allowed origins', async (t) => {
   const upstream = await startTestSimulator(t)
-  const web = makeTenant('web', { allowedOrigins: ['https://app.example.com'] })
+  // browserKeys: this file is about CORS headers; tokens (test/routes/v1/tokens.test.ts) are how browsers authenticate.
+  const web = makeTenant('web', { allowedOrigins: ['https://app.example.com'], browserKeys: true })
   const backend = makeTenant('backend')
   const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [web, backend] })
 
