@@ -1,4 +1,5 @@
 import neostandard from 'neostandard'
+import globals from 'globals'
 
 // neostandard = `standard` style for ESLint 9 flat config; `ts: true` also
 // lints *.ts with typescript-eslint (syntax rules only, no type information,
@@ -28,6 +29,11 @@ export default [
       // is why typescript-eslint advises against this rule in TS code.
       '@typescript-eslint/no-redeclare': 'off'
     }
+  },
+  {
+    // The demo page's script runs in browsers, not in Node.
+    files: ['src/assets/**/*.js'],
+    languageOptions: { globals: globals.browser, sourceType: 'module' }
   },
   {
     // The generator writes `/* eslint-disable @typescript-eslint/no-redeclare */`

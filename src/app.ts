@@ -27,6 +27,7 @@ import cors from './plugins/external/cors.ts'
 import responseHeaders from './plugins/app/response-headers.ts'
 import swagger from './plugins/external/swagger.ts'
 import healthRoutes from './routes/health.ts'
+import demoRoutes from './routes/demo.ts'
 import v1Routes from './routes/v1/index.ts'
 
 export interface BuildAppOptions {
@@ -47,6 +48,11 @@ export interface BuildAppOptions {
   now?: () => number
   /** the clock (ms) that mints and checks browser tokens; tests mint tokens that are already expired */
   tokenNow?: () => number
+  /**
+   * Simulator mode's demo tenant: with DEMO_PAGE=auto the demo page is served, and
+   * POST /demo/token mints browser tokens for this tenant (server.ts passes it).
+   */
+  demoTenantId?: string
 }
 
 const minimumSecretLength = 32
@@ -169,6 +175,13 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(cors)
   await app.register(swagger, { version: packageJson.version })
   await app.register(healthRoutes)
+  const demoTenantId = options.demoTenantId ?? null
+  if (config.demoPage === 'on' || (config.demoPage === 'auto' && demoTenantId !== null)) {
+    await app.register(demoRoutes, {
+      demoTenantId,
+      tokenRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
+    })
+  }
   await app.register(v1Routes, {
     prefix: '/v1',
     taskEventsHeartbeatMs: config.taskEventsHeartbeatMs,

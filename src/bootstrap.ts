@@ -12,6 +12,8 @@ export interface Runtime {
   mode: 'evolink' | 'simulator'
   /** simulator mode without TENANTS_FILE: the demo tenant's key, to print once */
   demoTenantKey: string | null
+  /** simulator mode without TENANTS_FILE: the demo tenant, for whom the demo page gets tokens */
+  demoTenantId: string | null
   close (): Promise<void>
 }
 
@@ -24,7 +26,7 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
   if (config.evolinkApiKey !== '') {
     if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required with EVOLINK_API_KEY (see .env.example; `npm run tenant-key -- <tenant id>` makes a key)')
     if (gatewaySecrets(config).length === 0) throw new ConfigError('GATEWAY_SECRET is required with EVOLINK_API_KEY: it signs task ids, and every replica needs the same one')
-    return { config, tenants: readTenantsFile(config.tenantsFile), mode: 'evolink', demoTenantKey: null, close: async () => {} }
+    return { config, tenants: readTenantsFile(config.tenantsFile), mode: 'evolink', demoTenantKey: null, demoTenantId: null, close: async () => {} }
   }
 
   const simulatorKey = 'sk-evo-sim-' + randomBytes(16).toString('hex')
@@ -50,6 +52,7 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
     tenants,
     mode: 'simulator',
     demoTenantKey,
+    demoTenantId: demoTenantKey === null ? null : 'demo',
     close: simulator.close
   }
 }

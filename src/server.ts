@@ -22,7 +22,7 @@ const logger = pino(loggerOptions(config), logStream)
 
 try {
   const runtime = await prepareRuntime(config, logger)
-  const app = await buildApp({ config: runtime.config, tenants: runtime.tenants, loggerInstance: logger })
+  const app = await buildApp({ config: runtime.config, tenants: runtime.tenants, loggerInstance: logger, demoTenantId: runtime.demoTenantId ?? undefined })
 
   // Explicit bounds on slow, idle and too many clients (slowloris, dribbled bodies, floods).
   app.server.headersTimeout = config.serverHeadersTimeoutMs
@@ -51,6 +51,7 @@ try {
       '',
       `  curl -s ${address}/v1/videos/generations -H "Authorization: Bearer ${runtime.demoTenantKey}" \\`,
       '    -H "Content-Type: application/json" -d \'{"model":"veo-3.1-fast-generate-preview","prompt":"A cat playing piano"}\'',
+      `  Demo page: ${address}/demo`,
       `  API docs: ${address}/docs`,
       '', ''
     ].join('\n'))

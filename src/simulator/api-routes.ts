@@ -4,7 +4,7 @@ import { callRecordOf, recordCall } from './calls.ts'
 import { invalidTaskId, notFound, taskNotFound, unauthorized } from './errors.ts'
 import { actOutFault } from './fault-responder.ts'
 import { faultKind } from './faults.ts'
-import { fakeMp4, parseResultFileName } from './media.ts'
+import { parseResultFileName, sampleVideo } from './media.ts'
 import type { TaskInput } from './tasks.ts'
 import type { SimulatorContext, SimulatorRoute } from './types.ts'
 
@@ -59,6 +59,6 @@ export async function apiRoutes (app: FastifyInstance, ctx: SimulatorContext): P
     if (parsed === undefined || task === undefined || !ctx.tasks.isFileAvailable(task, parsed.index)) {
       return reply.code(404).send(notFound('File not found or expired'))
     }
-    return reply.type('video/mp4').send(fakeMp4(request.params.file))
+    return reply.type('video/mp4').send(sampleVideo)
   })
 }

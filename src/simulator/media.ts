@@ -1,19 +1,12 @@
+import { readFileSync } from 'node:fs'
+
 /**
- * A small stand-in for a result video: an ISO-BMFF `ftyp` box (so sniffers
- * see video/mp4) followed by a `free` box naming the file. Not playable.
+ * The video every simulated task yields: a real 2-second H.264 MP4 (240×136,
+ * about 10 KB, made with ffmpeg's test pattern; see src/assets/README.md), so
+ * that a player, the demo page included, can play the whole loop offline.
+ * Read once: src/assets/ sits beside this file's directory in src/ and in dist/.
  */
-export function fakeMp4 (label: string): Buffer {
-  const ftyp = Buffer.alloc(24)
-  ftyp.writeUInt32BE(24, 0)
-  ftyp.write('ftypisom', 4, 'latin1')
-  ftyp.writeUInt32BE(0x200, 12)
-  ftyp.write('isommp41', 16, 'latin1')
-  const text = Buffer.from(`video-gateway simulator: ${label}`, 'utf8')
-  const free = Buffer.alloc(8)
-  free.writeUInt32BE(8 + text.length, 0)
-  free.write('free', 4, 'latin1')
-  return Buffer.concat([ftyp, free, text])
-}
+export const sampleVideo: Buffer = readFileSync(new URL('../assets/sample.mp4', import.meta.url))
 
 /** `task-unified-…-<i>.mp4` → task id and index. */
 export function parseResultFileName (name: string): { taskId: string, index: number } | undefined {
