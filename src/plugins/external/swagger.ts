@@ -29,12 +29,14 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
       },
       components: {
         securitySchemes: {
-          tenantKey: { type: 'http', scheme: 'bearer', description: 'Your tenant key: `Authorization: Bearer <tenant key>`.' }
+          tenantKey: { type: 'http', scheme: 'bearer', description: 'Your tenant key, `Authorization: Bearer <tenant key>`; from a browser, a short-lived token minted with POST /v1/tokens (routes that take one say so).' }
         }
       },
       tags: [
         { name: 'Video Generation', description: 'Create video generation tasks' },
         { name: 'Tasks', description: 'Task status and results' },
+        { name: 'Browser tokens', description: 'Short-lived tokens for browser front-ends' },
+        { name: 'Demo', description: 'The demo page\'s token (simulator mode only)' },
         { name: 'Operations', description: 'Health and readiness' }
       ]
     }

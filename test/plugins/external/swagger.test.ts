@@ -9,7 +9,7 @@ t.test('/openapi.json describes the gateway from the route schemas', async (t) =
   t.equal(response.statusCode, 200)
   const spec = response.json()
   t.equal(spec.openapi, '3.1.0')
-  t.same(spec.components.securitySchemes.tenantKey, { type: 'http', scheme: 'bearer', description: 'Your tenant key: `Authorization: Bearer <tenant key>`.' })
+  t.same(spec.components.securitySchemes.tenantKey, { type: 'http', scheme: 'bearer', description: 'Your tenant key, `Authorization: Bearer <tenant key>`; from a browser, a short-lived token minted with POST /v1/tokens (routes that take one say so).' })
   t.ok(spec.components.schemas.ErrorResponse, 'the error format is a shared schema')
 
   const create = spec.paths['/v1/videos/generations'].post
