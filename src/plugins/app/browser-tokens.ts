@@ -4,6 +4,7 @@ import { gatewayError } from '../../errors.ts'
 import { createBrowserTokenSigner, type BrowserTokenGrant, type BrowserTokenSigner } from '../../lib/browser-token.ts'
 import { memoryTokenCreateCounter, redisTokenCreateCounter } from '../../lib/token-create-counter.ts'
 import type { Tenant, TenantRegistry } from '../../lib/tenants.ts'
+import { limitExceeded } from '../external/rate-limit.ts'
 
 export interface BrowserTokensOptions {
   /** GATEWAY_SECRET's list: the first signs, all verify */
@@ -79,15 +80,7 @@ async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTo
     if (limiter === undefined) return
     const limit = await limiter.limit(request)
     if (limit.isAllowed === false && limit.isExceeded) {
-      const { max, timeWindowMs } = limiter.plan
-      throw gatewayError('rate_limit_exceeded', {
-        args: [`${limit.ttlInSeconds} seconds`],
-        headers: {
-          'retry-after': String(limit.ttlInSeconds),
-          'ratelimit-policy': `"end-user";q=${max};w=${Math.ceil(timeWindowMs / 1000)}`,
-          ratelimit: `"end-user";r=0;t=${limit.ttlInSeconds}`
-        }
-      })
+      throw limitExceeded({ policy: 'end-user', ...limiter.plan, retryAfterSeconds: limit.ttlInSeconds })
     }
   }
 

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import { gatewayError, type GatewayError } from '../../errors.ts'
 import { looksLikeToken, TokenRejection, type BrowserTokenGrant, type TokenOperation } from '../../lib/browser-token.ts'
+import { limitExceeded } from '../external/rate-limit.ts'
 import { tenantKeyHash, type Tenant, type TenantRegistry } from '../../lib/tenants.ts'
 
 export interface TenantAuthOptions {
@@ -64,14 +65,7 @@ async function tenantAuthPlugin (fastify: FastifyInstance, options: TenantAuthOp
   async function refuseUnauthenticated (request: FastifyRequest, refusal: GatewayError): Promise<never> {
     const limit = await limitUnauthenticated(request)
     if (limit.isAllowed === false && limit.isExceeded) {
-      throw gatewayError('rate_limit_exceeded', {
-        args: [`${limit.ttlInSeconds} seconds`],
-        headers: {
-          'retry-after': String(limit.ttlInSeconds),
-          'ratelimit-policy': `"ip";q=${max};w=${Math.ceil(timeWindowMs / 1000)}`,
-          ratelimit: `"ip";r=0;t=${limit.ttlInSeconds}`
-        }
-      })
+      throw limitExceeded({ policy: 'ip', max, timeWindowMs, retryAfterSeconds: limit.ttlInSeconds })
     }
     throw refusal
   }

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError, type GatewayError } from '../../errors.ts'
 import { fallbackRateLimitStore, type StoreErrorPolicy } from '../../lib/fallback-rate-limit-store.ts'
 
 export interface RateLimitPluginOptions {
@@ -25,6 +25,22 @@ async function rateLimitPlugin (fastify: FastifyInstance, options: RateLimitPlug
     // The store decides what a Redis failure means; anything else failing is a bug and must not pass silently.
     skipOnError: false,
     errorResponseBuilder: (_request, context) => gatewayError('rate_limit_exceeded', { args: [context.after] })
+  })
+}
+
+/**
+ * The 429 of a limit checked by hand (`createRateLimit`), with `Retry-After` and the
+ * IETF draft headers naming which limit it was (`"ip"`, `"end-user"`).
+ */
+export function limitExceeded (options: { policy: string, max: number, timeWindowMs: number, retryAfterSeconds: number }): GatewayError {
+  const { policy, max, timeWindowMs, retryAfterSeconds } = options
+  return gatewayError('rate_limit_exceeded', {
+    args: [`${retryAfterSeconds} seconds`],
+    headers: {
+      'retry-after': String(retryAfterSeconds),
+      'ratelimit-policy': `"${policy}";q=${max};w=${Math.ceil(timeWindowMs / 1000)}`,
+      ratelimit: `"${policy}";r=0;t=${retryAfterSeconds}`
+    }
   })
 }
 
