@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 
 /**
  * JSON with object keys sorted at every level, so that two bodies that mean the
@@ -17,5 +17,5 @@ export function canonicalJson (value: unknown): string {
 
 /** sha256 (hex) of the canonical JSON: what "the same request" means for an Idempotency-Key. */
 export function requestFingerprint (body: unknown): string {
-  return createHash('sha256').update(canonicalJson(body)).digest('hex')
+  return hash('sha256', canonicalJson(body), 'hex')
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { VideoGenerationTask } from '../schemas/generated/evolink.ts'
 
 /**
@@ -25,7 +25,7 @@ export function isTerminalStatus (status: unknown): boolean {
 }
 
 export function takeSnapshot (task: VideoGenerationTask, fetchedAt: number): TaskSnapshot {
-  const digest = createHash('sha256').update(JSON.stringify(task)).digest('base64url').slice(0, 27)
+  const digest = hash('sha256', JSON.stringify(task), 'base64url').slice(0, 27)
   return { task, etag: `"${digest}"`, terminal: isTerminalStatus(task.status), fetchedAt }
 }
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { gatewayError } from '../../errors.ts'
@@ -90,7 +90,7 @@ async function idempotencyPlugin (fastify: FastifyInstance, options: Idempotency
       throw gatewayError('invalid_request', { args: [`"Idempotency-Key" must be 1 to ${maxKeyLength} characters.`], param: 'Idempotency-Key' })
     }
     // Hashed: a fixed-length store key whatever the caller sends, and the tenant part cannot be forged by it.
-    const key = `${tenantOf(request).id}:${createHash('sha256').update(presented).digest('hex')}`
+    const key = `${tenantOf(request).id}:${hash('sha256', presented, 'hex')}`
     let outcome
     try {
       outcome = await store.claim(key, requestFingerprint(request.body))
