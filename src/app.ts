@@ -19,6 +19,8 @@ import idempotency from './plugins/app/idempotency.ts'
 import gracefulShutdown from './plugins/app/graceful-shutdown.ts'
 import taskIds from './plugins/app/task-ids.ts'
 import taskStatus from './plugins/app/task-status.ts'
+import metrics from './plugins/app/metrics.ts'
+import tenantUsage from './plugins/app/tenant-usage.ts'
 import tenantAuth from './plugins/app/tenant-auth.ts'
 import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
 import requestLogging from './plugins/app/request-logging.ts'
@@ -44,6 +46,8 @@ export interface BuildAppOptions {
   loggerInstance?: FastifyBaseLogger
   /** the clock (ms) of the in-memory task status cache; tests that move a simulator's clock pass the same one */
   now?: () => number
+  /** the clock (ms) of budget windows, usage days and concurrency slot deadlines (default Date.now) */
+  usageNow?: () => number
 }
 
 const minimumSecretLength = 32
@@ -131,6 +135,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(errorHandler, errorOptions)
   await app.register(gracefulShutdown)
   await app.register(upstreamBreaker, { failureThreshold: config.upstreamBreakerFailures, openMs: config.upstreamBreakerOpenMs })
+  await app.register(metrics, { token: config.metricsToken })
   await app.register(upstreamClient, {
     baseUrl: config.evolinkBaseUrl,
     apiKey: config.evolinkApiKey,
@@ -148,6 +153,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     now: options.now
   })
+  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, now: options.usageNow })
   await app.register(tenantAuth, {
     registry,
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }

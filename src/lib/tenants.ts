@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parse as parseDuration } from '@lukeed/ms'
-import { TenantsFile, type RateLimitPlan, type TenantDefinition } from '../schemas/tenants.ts'
+import { TenantsFile, type RateLimitPlan, type TenantBudget, type TenantDefinition } from '../schemas/tenants.ts'
 import { firstSchemaProblem } from './schema-errors.ts'
 
 /** Limits of creates unless the tenant sets `rateLimit`. */
@@ -21,6 +21,13 @@ export interface Tenant {
   readRateLimit: ResolvedRateLimit
   allowedOrigins: ReadonlySet<string> | null
   allowedModels: ReadonlySet<string> | null
+  /** tasks not yet seen finished at once; null: no cap */
+  maxConcurrentTasks: number | null
+  /** spending caps per UTC day and month; null: none */
+  budget: Readonly<TenantBudget> | null
+  maxN: number | null
+  maxDuration: number | null
+  allowedQualities: ReadonlySet<string> | null
 }
 
 export interface TenantRegistry {
@@ -67,7 +74,12 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
       rateLimit: resolveRateLimit(definition.rateLimit, defaultCreateRateLimit, `${where}.rateLimit`),
       readRateLimit: resolveRateLimit(definition.readRateLimit, defaultReadRateLimit, `${where}.readRateLimit`),
       allowedOrigins: definition.allowedOrigins === undefined ? null : new Set(definition.allowedOrigins),
-      allowedModels: definition.allowedModels === undefined ? null : new Set(definition.allowedModels)
+      allowedModels: definition.allowedModels === undefined ? null : new Set(definition.allowedModels),
+      maxConcurrentTasks: definition.maxConcurrentTasks ?? null,
+      budget: definition.budget === undefined || Object.keys(definition.budget).length === 0 ? null : { ...definition.budget },
+      maxN: definition.maxN ?? null,
+      maxDuration: definition.maxDuration ?? null,
+      allowedQualities: definition.allowedQualities === undefined ? null : new Set(definition.allowedQualities)
     }
     for (const keyHash of definition.keys) {
       if (byKeyHash.has(keyHash)) throw new TenantsFileError(`${where}.keys: a key hash is listed twice`)

@@ -35,6 +35,7 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
       tags: [
         { name: 'Video Generation', description: 'Create video generation tasks' },
         { name: 'Tasks', description: 'Task status and results' },
+        { name: 'Usage', description: 'What the calling tenant has used, per day' },
         { name: 'Operations', description: 'Health and readiness' }
       ]
     }
