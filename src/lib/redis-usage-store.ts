@@ -39,7 +39,7 @@ for i, check in ipairs(checks) do
   end
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2] - ARGV[1])
 for i = 2, 3 do
   redis.call('HINCRBY', KEYS[i], 'credits_milli', credits)
   redis.call('HINCRBY', KEYS[i], 'video_seconds', seconds)
@@ -49,12 +49,14 @@ return {1}`
 
 /**
  * KEYS: inflight, day, month, task. ARGV: token, upstream id, stale deadline,
- * credits delta (actual - estimate), actual credits, day, month, task ttl.
+ * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms.
+ * (Deadlines are scores on the gateway's clock; key expiries are relative, on
+ * Redis's: the set outlives its newest member.)
  */
 const settleScript = `
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-if tonumber(redis.call('PTTL', KEYS[1])) < tonumber(ARGV[3]) then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('HINCRBY', KEYS[2], 'created', 1)
 redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
 redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
@@ -121,7 +123,7 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
       await redis.eval(settleScript, 4, ...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
-        reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs)
+        reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs)
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
