@@ -41,6 +41,7 @@ t.test('50 concurrent creates against a budget of 10, across two instances: exac
 
   const usage = await second.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
   t.same(usage.json().total, { requests: 51, tasks_created: 10, tasks_completed: 0, tasks_failed: 0, video_seconds: 40, credits: 96 }, 'either instance reports the shared counters')
+  t.match(await first.metrics.registry.metrics(), /^vg_redis_up 1$/m, 'the Redis gauge')
 })
 
 t.test('50 concurrent creates against maxConcurrentTasks 10, across two instances: exactly 10 admitted', { skip }, async (t) => {
