@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
@@ -8,7 +8,7 @@ const redis = await redisForTests()
 const skip = 'skip' in redis ? redis.skip : false
 
 /** Two gateway instances on the real Redis; the tenants' usage keys are deleted at the end. */
-async function twoInstances (t: Parameters<Parameters<typeof t.test>[1]>[0], tenants: TestTenant[]) {
+async function twoInstances (t: Test, tenants: TestTenant[]) {
   if ('skip' in redis) throw new Error('unreachable')
   let clock = Date.now()
   const now = () => clock

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { buildTestApp, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
@@ -6,7 +6,7 @@ import { assertErrorResponse } from '../../helpers/assert-error.ts'
 // 23:00 UTC: an hour before the daily budgets reset.
 const lateEvening = Date.UTC(2026, 5, 15, 23, 0, 0)
 
-async function setUp (t: Parameters<Parameters<typeof t.test>[1]>[0], tenants: TestTenant[], staleMs = 60_000) {
+async function setUp (t: Test, tenants: TestTenant[], staleMs = 60_000) {
   let clock = lateEvening
   const now = () => clock
   const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now })

@@ -12,8 +12,8 @@ t.test('GET /v1/usage', async (t) => {
   const acme = makeTenant('acme')
   const globex = makeTenant('globex')
   const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], now, usageNow: now })
-  const call = (tenant: TestTenant, method: 'GET' | 'POST', url: string, payload?: unknown) =>
-    app.inject({ method, url, headers: { authorization: tenant.authorization }, ...(payload === undefined ? {} : { payload }) })
+  const call = (tenant: TestTenant, method: 'GET' | 'POST', url: string, payload?: Record<string, unknown>) =>
+    app.inject({ method, url, headers: { authorization: tenant.authorization }, payload })
   const usage = async (tenant: TestTenant, query = '') => await call(tenant, 'GET', `/v1/usage${query}`)
 
   // Day one (June 15): two creates (one will fail), an invalid request; day two (June 16): both seen finished.
