@@ -15,7 +15,7 @@ export const ConfigSchema = Type.Object({
   evolinkBaseUrl: Type.String({ env: 'EVOLINK_BASE_URL', default: 'https://api.evolink.ai', pattern: '^https?://[^\\s/]+(/.*)?$', description: 'Upstream origin.' }),
   tenantsFile: Type.String({ env: 'TENANTS_FILE', default: '', description: 'Path of the tenants JSON file (required with a real upstream key).' }),
   gatewaySecret: Type.String({ env: 'GATEWAY_SECRET', default: '', description: 'Secret (32+ chars) that signs tenant-scoped task ids; required with a real upstream key. Several, comma-separated: the first signs, all verify (rotation).' }),
-  redisUrl: Type.String({ env: 'REDIS_URL', default: '', pattern: '^(rediss?://.+)?$', description: 'Redis for state shared by all instances (rate-limit counters, Idempotency-Key records). Empty: in memory, per instance.' }),
+  redisUrl: Type.String({ env: 'REDIS_URL', default: '', pattern: '^(rediss?://.+)?$', description: 'Redis for state shared by all instances (rate-limit counters, Idempotency-Key records, task statuses, usage, budget and concurrency counters). Empty: in memory, per instance.' }),
   upstreamTimeoutMs: Type.Integer({ env: 'UPSTREAM_TIMEOUT_MS', default: 30000, minimum: 100, maximum: 600000, description: 'Deadline for one upstream call, headers and body; past it the caller gets 504 upstream_timeout.' }),
   upstreamConnections: Type.Integer({ env: 'UPSTREAM_CONNECTIONS', default: 128, minimum: 1, maximum: 4096, description: 'Keep-alive connections in the upstream pool.' }),
   upstreamMaxResponseBytes: Type.Integer({ env: 'UPSTREAM_MAX_RESPONSE_BYTES', default: 1048576, minimum: 1024, maximum: 67108864, description: 'Largest upstream body the gateway reads; more is bad_upstream_response.' }),
