@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { buildTestApp, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
+import { buildTestApp, makeTenant, startTestGateway, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 
@@ -105,4 +105,31 @@ t.test('budgets: 429 budget_exceeded with Retry-After until the window resets', 
     message: 'This create (about 9.6 credits) would pass the tenant\'s monthly budget of 30 credits; it resets at 2026-07-01T00:00:00.000Z (in 1296000 s).'
   })
   t.equal(overMonth.headers['retry-after'], '1296000')
+})
+
+t.test('a task seen ending on an event stream, or by a long-poll, frees its slot', async (t) => {
+  let clock = lateEvening
+  const now = () => clock
+  const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now })
+  const acme = makeTenant('acme', { maxConcurrentTasks: 1 })
+  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], now, usageNow: now, config: { taskStatusTtlMs: 50 } })
+  const headers = { authorization: acme.authorization, 'content-type': 'application/json' }
+  const create = () => fetch(`${url}/v1/videos/generations`, { method: 'POST', headers, body: JSON.stringify(validBody) })
+
+  const streamed = (await (await create()).json() as { id: string }).id
+  t.equal((await create()).status, 429)
+  const stream = await fetch(`${url}/v1/tasks/${streamed}/events`, { headers })
+  t.equal(stream.status, 200)
+  // The stream is open on a running task; the task ends while it is watched.
+  setTimeout(() => { clock += 100_000 }, 150)
+  t.match(await stream.text(), /event: end\ndata: \{"status":"completed"\}/)
+  const next = await create()
+  t.equal(next.status, 200, 'the stream saw it end: the slot is free')
+
+  const waited = (await next.json() as { id: string }).id
+  t.equal((await create()).status, 429)
+  setTimeout(() => { clock += 100_000 }, 150)
+  const read = await fetch(`${url}/v1/tasks/${waited}?wait=10`, { headers })
+  t.equal((await read.json() as { status: string }).status, 'completed')
+  t.equal((await create()).status, 200, 'the long-poll saw it end: the slot is free')
 })
