@@ -67,7 +67,7 @@ const storeErrorPolicies = {
 
 /** What the gateway does while Redis is down: said once, in the outage warning. */
 function redisOutagePolicy (config: Config): string {
-  return `${storeErrorPolicies[config.rateLimitOnStoreError]}, requests with an Idempotency-Key get 503, until it is back`
+  return `${storeErrorPolicies[config.rateLimitOnStoreError]}, requests with an Idempotency-Key and creates of tenants with a budget or concurrency cap get 503, until it is back`
 }
 
 /** Builds the gateway; never listens (server.ts does). */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import { gatewayError } from '../../errors.ts'
 import { createChargeOf, fromMilli, toMilli } from '../../lib/create-charge.ts'
@@ -85,6 +85,11 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
   // Terminal reads repeat (clients poll a finished task, caches serve it): this spares the store the repeats.
   const recentlyFinished = new LRUCache<string, true>({ max: 10_000 })
   const log = fastify.log.child({ component: 'tenant-usage' })
+  /** During a Redis outage the outage tracker has warned once already: each failure then is a debug line. */
+  const storeFailed = (logger: FastifyBaseLogger, error: unknown, message: string, fields: Record<string, unknown> = {}): void => {
+    if (fastify.redisOutage?.down === true) logger.debug({ err: error, ...fields }, message)
+    else logger.warn({ err: error, ...fields }, message)
+  }
 
   const usage: TenantUsage = {
     async admit (tenant, body, request) {
@@ -103,7 +108,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       } catch (error) {
         // Budgets are money: a tenant with limits is not let through uncounted.
         if (hasLimits) throw gatewayError('store_unavailable', { cause: error, headers: { 'retry-after': '5' } })
-        request.log.warn({ err: error }, 'usage store failed: this create is not counted')
+        storeFailed(request.log, error, 'usage store failed: this create is not counted')
         return null
       }
       if (admission.admitted) return admission.reservation
@@ -146,7 +151,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         if (first) fastify.metrics.creditsCharged(tenantId, creditsDeltaMilli)
       } catch (error) {
         // The next read of the task tries again; the stale bound frees the slot meanwhile.
-        log.warn({ err: error, tenant: tenantId, upstreamTaskId }, 'usage store failed to record a finished task')
+        storeFailed(log, error, 'usage store failed to record a finished task', { tenant: tenantId, upstreamTaskId })
       }
     },
     async observe ({ tenantId, upstreamTaskId, snapshot }) {
