@@ -9,6 +9,7 @@ import { utcDay, utcMonth } from './usage-windows.ts'
  *   <ns>{t}:day:YYYY-MM-DD  hash: requests, created, completed, failed, video_seconds, credits_milli
  *   <ns>{t}:month:YYYY-MM   hash: video_seconds, credits_milli (what monthly budgets read)
  *   <ns>{t}:task:<upstream id>  hash: day, month, credits_milli, finished
+ *   <ns>owner:<upstream id>  the tenant whose create made the task (for callbacks, which know only the upstream id)
  * Each step is one script: Redis runs it alone, so 50 creates racing for the
  * last slots of a budget, from any number of instances, admit exactly as many
  * as fit.
@@ -122,8 +123,14 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
     async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now }) {
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
-      await redis.eval(settleScript, 4, ...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
-        reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs)
+      // One round trip: the settlement, and (a key of its own, outside the tenant's slot) the task's owner.
+      const results = await redis.pipeline()
+        .eval(settleScript, 4, ...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
+          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs)
+        .set(`${nameSpace}owner:${upstreamTaskId}`, tenantId, 'PX', taskChargeTtlMs)
+        .exec()
+      const failure = results?.find(([error]) => error !== null)?.[0]
+      if (failure !== undefined && failure !== null) throw failure
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
@@ -133,6 +140,9 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
       const answer = await redis.eval(finishScript, 3, `${prefix(tenantId)}inflight`, `${prefix(tenantId)}task:${upstreamTaskId}`, `${prefix(tenantId)}day:${utcDay(now)}`,
         upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs) as [number, number]
       return { first: answer[0] === 1, creditsDeltaMilli: answer[1] }
+    },
+    async ownerOf (upstreamTaskId) {
+      return await redis.get(`${nameSpace}owner:${upstreamTaskId}`)
     },
     async countRequest ({ tenantId, now }) {
       const key = `${prefix(tenantId)}day:${utcDay(now)}`

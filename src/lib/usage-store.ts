@@ -64,6 +64,8 @@ export interface UsageStore {
    * by `creditsDeltaMilli`.
    */
   finish (options: { tenantId: string, upstreamTaskId: string, outcome: TaskOutcome, finalCreditsMilli: number | null, now: number }): Promise<{ first: boolean, creditsDeltaMilli: number }>
+  /** the tenant whose create made this upstream task (known for taskChargeTtlMs after it), or null */
+  ownerOf (upstreamTaskId: string): Promise<string | null>
   countRequest (options: { tenantId: string, now: number }): Promise<void>
   report (options: { tenantId: string, days: readonly string[] }): Promise<UsageDay[]>
 }
@@ -108,6 +110,7 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
   /** tenant → member (reservation token or upstream id) → stale deadline */
   const inFlight = new Map<string, Map<string, number>>()
   const tasks = new LRUCache<string, TaskCharge>({ max: options.maxTasks ?? 100_000, ttl: taskChargeTtlMs })
+  const owners = new LRUCache<string, string>({ max: options.maxTasks ?? 100_000, ttl: taskChargeTtlMs })
 
   const dayOf = (tenantId: string, day: string): DayCounters => {
     const key = `${tenantId}\n${day}`
@@ -186,6 +189,7 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       counters.creditsMilli += delta
       monthOf(tenantId, month).creditsMilli += delta
       tasks.set(`${tenantId}\n${upstreamTaskId}`, { tenantId, day, month, creditsMilli: charged, finished: false })
+      owners.set(upstreamTaskId, tenantId)
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
@@ -209,6 +213,9 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       monthOf(tenantId, task.month).creditsMilli += delta
       tasks.set(key, { ...task, creditsMilli: finalCreditsMilli, finished: true })
       return { first: true, creditsDeltaMilli: delta }
+    },
+    async ownerOf (upstreamTaskId) {
+      return owners.get(upstreamTaskId) ?? null
     },
     async countRequest ({ tenantId, now }) {
       dayOf(tenantId, utcDay(now)).requests += 1

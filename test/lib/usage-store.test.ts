@@ -82,6 +82,8 @@ function contract (name: string, makeStore: () => Promise<UsageStore>, skip: str
       t.same(await store.admit({ tenantId, token: 'b', charge, limits, now: lateInMarch }),
         { admitted: false, reason: 'budget', budget: 'creditsPerDay', limit: 30, resetsAt: Date.UTC(2026, 3, 1) }, 'the settled 25.7, not the 9.6 estimate, counts')
       const finishedNextDay = Date.UTC(2026, 3, 1, 1)
+      t.equal(await store.ownerOf('task-1'), tenantId, 'the task\'s owner is known (callbacks know only the upstream id)')
+      t.equal(await store.ownerOf(`task-${tenantId}`), null)
       t.same(await store.finish({ tenantId, upstreamTaskId: 'task-1', outcome: 'completed', finalCreditsMilli: 20_000, now: finishedNextDay }), { first: true, creditsDeltaMilli: -5_700 })
       t.same(await store.finish({ tenantId, upstreamTaskId: 'task-1', outcome: 'completed', finalCreditsMilli: 20_000, now: finishedNextDay }), { first: false, creditsDeltaMilli: 0 }, 'counted once')
       t.ok((await store.admit({ tenantId, token: 'c', charge, limits, now: lateInMarch })).admitted, '20 + 9.6 fits in 30: the correction went to the create\'s day')

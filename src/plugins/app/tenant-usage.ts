@@ -19,9 +19,10 @@ export interface TenantUsageOptions {
 }
 
 export interface TaskFinished {
-  tenantId: string
+  /** the task's tenant; absent (a callback knows only the upstream id): the tenant whose create made it, if the gateway knows */
+  tenantId?: string
   upstreamTaskId: string
-  /** the task's final status: completed, or failed (cancelled counts as failed) */
+  /** the task's status: completed, or failed (cancelled counts as failed); any other status is ignored */
   status: string
   /** the task's final `usage.credits_reserved`, when it reports one: corrects the charge of its create */
   finalCredits?: number
@@ -140,11 +141,19 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         request.log.error({ err: error }, 'usage store failed to release a failed create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
       }
     },
-    async taskFinished ({ tenantId, upstreamTaskId, status, finalCredits }) {
-      const seenKey = `${tenantId}\n${upstreamTaskId}`
-      if (recentlyFinished.has(seenKey)) return
+    async taskFinished ({ tenantId: givenTenantId, upstreamTaskId, status, finalCredits }) {
+      if (!isTerminalStatus(status)) return
+      if (givenTenantId !== undefined && recentlyFinished.has(`${givenTenantId}\n${upstreamTaskId}`)) return
       const outcome: TaskOutcome = status === 'completed' ? 'completed' : 'failed'
+      let tenantId = givenTenantId
       try {
+        tenantId ??= await store.ownerOf(upstreamTaskId) ?? undefined
+        if (tenantId === undefined) {
+          log.debug({ upstreamTaskId }, 'a finished task of no known tenant: not counted')
+          return
+        }
+        const seenKey = `${tenantId}\n${upstreamTaskId}`
+        if (recentlyFinished.has(seenKey)) return
         const finalCreditsMilli = finalCredits === undefined || !Number.isFinite(finalCredits) || finalCredits < 0 ? null : toMilli(finalCredits)
         const { first, creditsDeltaMilli } = await store.finish({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now: now() })
         recentlyFinished.set(seenKey, true)
@@ -155,7 +164,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       }
     },
     async observe ({ tenantId, upstreamTaskId, snapshot }) {
-      if (!snapshot.terminal || !isTerminalStatus(snapshot.task.status)) return
+      if (!snapshot.terminal) return
       const finalCredits = creditsOf(snapshot.task)
       await usage.taskFinished({ tenantId, upstreamTaskId, status: snapshot.task.status, ...(finalCredits === null ? {} : { finalCredits: fromMilli(finalCredits) }) })
     },

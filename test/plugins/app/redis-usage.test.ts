@@ -17,10 +17,14 @@ async function twoInstances (t: Test, tenants: TestTenant[]) {
   const first = await buildTestApp(t, options)
   const second = await buildTestApp(t, options)
   t.teardown(async () => {
-    for (const tenant of tenants) {
-      const keys = await first.redis?.keys(`vg:usage:{${tenant.id}}:*`) ?? []
-      if (keys.length > 0) await first.redis?.del(...keys)
-    }
+    const store = first.redis
+    if (store === null) return
+    const ids = new Set(tenants.map((tenant) => tenant.id))
+    const keys = (await Promise.all(tenants.map((tenant) => store.keys(`vg:usage:{${tenant.id}}:*`)))).flat()
+    const ownerKeys = await store.keys('vg:usage:owner:*')
+    const owners = ownerKeys.length === 0 ? [] : await store.mget(...ownerKeys)
+    keys.push(...ownerKeys.filter((_key, index) => ids.has(owners[index] ?? '')))
+    if (keys.length > 0) await store.del(...keys)
   })
   const create = (app: FastifyInstance, tenant: TestTenant) =>
     app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: tenant.authorization }, payload: validBody })
