@@ -36,11 +36,11 @@ export interface TenantUsage {
    * fails). Null: the store failed for a tenant without limits, which is let
    * through uncounted. Follow with settle() or release(), always.
    */
-  admit (tenant: Tenant, body: CreateGenerationBody, request: FastifyRequest): Promise<Reservation | null>
-  /** the upstream created the task: the slot is now its id, the charge its `usage.credits_reserved`. Never throws. */
-  settle (reservation: Reservation | null, task: VideoGenerationTask, request: FastifyRequest): Promise<void>
+  admit (create: { tenant: Tenant, body: CreateGenerationBody, request: FastifyRequest }): Promise<Reservation | null>
+  /** the upstream created the task: the slot is now its id, the charge its `usage.credits_reserved` (metrics count it even if the store failed). Never throws. */
+  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, request: FastifyRequest }): Promise<void>
   /** the create failed: slot and charge are given back. Never throws. */
-  release (reservation: Reservation | null, request: FastifyRequest): Promise<void>
+  release (failed: { reservation: Reservation | null, request: FastifyRequest }): Promise<void>
   /**
    * The gateway saw the task finished (a read, a long-poll, an event stream, or
    * a callback): frees its slot and counts it, once per task however often it is
@@ -93,7 +93,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
   }
 
   const usage: TenantUsage = {
-    async admit (tenant, body, request) {
+    async admit ({ tenant, body, request }) {
       const charge = createChargeOf(body)
       const hasLimits = tenant.maxConcurrentTasks !== null || tenant.budget !== null
       const at = now()
@@ -122,18 +122,19 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         headers: { 'retry-after': String(retryAfter) }
       })
     },
-    async settle (reservation, task, request) {
+    async settle ({ tenant, body, reservation, task, request }) {
+      const charge = reservation?.charge ?? createChargeOf(body)
+      fastify.metrics.creditsCharged(tenant.id, creditsOf(task) ?? charge.creditsMilli)
+      fastify.metrics.videoSecondsOrdered(tenant.id, charge.videoSeconds)
       if (reservation === null) return
       try {
-        const { creditsMilli } = await store.settle({ reservation, upstreamTaskId: task.id, creditsMilli: creditsOf(task), staleMs: options.staleMs, now: now() })
-        fastify.metrics.creditsCharged(reservation.tenantId, creditsMilli)
-        fastify.metrics.videoSecondsOrdered(reservation.tenantId, reservation.charge.videoSeconds)
+        await store.settle({ reservation, upstreamTaskId: task.id, creditsMilli: creditsOf(task), staleMs: options.staleMs, now: now() })
       } catch (error) {
         // The task exists upstream: failing the answer now would only make the client create it again.
         request.log.error({ err: error, upstreamTaskId: task.id }, 'usage store failed to settle a create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
       }
     },
-    async release (reservation, request) {
+    async release ({ reservation, request }) {
       if (reservation === null) return
       try {
         await store.release(reservation)

@@ -62,16 +62,16 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
       })
     }
     // Reserve, call, settle: the slot and the charge are taken before the upstream is called.
-    const reservation = await fastify.tenantUsage.admit(tenant, body, request)
+    const reservation = await fastify.tenantUsage.admit({ tenant, body, request })
     let task
     try {
       const answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body, request })
       task = readUpstreamTask(answer.body)
     } catch (error) {
-      await fastify.tenantUsage.release(reservation, request)
+      await fastify.tenantUsage.release({ reservation, request })
       throw error
     }
-    await fastify.tenantUsage.settle(reservation, task, request)
+    await fastify.tenantUsage.settle({ tenant, body, reservation, task, request })
     task.id = fastify.taskIds.scope(tenant.id, task.id)
     return task
   })
