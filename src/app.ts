@@ -20,6 +20,8 @@ import gracefulShutdown from './plugins/app/graceful-shutdown.ts'
 import taskIds from './plugins/app/task-ids.ts'
 import taskStatus from './plugins/app/task-status.ts'
 import browserTokens from './plugins/app/browser-tokens.ts'
+import metrics from './plugins/app/metrics.ts'
+import tenantUsage from './plugins/app/tenant-usage.ts'
 import tenantAuth from './plugins/app/tenant-auth.ts'
 import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
 import requestLogging from './plugins/app/request-logging.ts'
@@ -53,6 +55,8 @@ export interface BuildAppOptions {
    * POST /demo/token mints browser tokens for this tenant (server.ts passes it).
    */
   demoTenantId?: string
+  /** the clock (ms) of budget windows, usage days and concurrency slot deadlines (default Date.now) */
+  usageNow?: () => number
 }
 
 const minimumSecretLength = 32
@@ -72,7 +76,7 @@ const storeErrorPolicies = {
 
 /** What the gateway does while Redis is down: said once, in the outage warning. */
 function redisOutagePolicy (config: Config): string {
-  return `${storeErrorPolicies[config.rateLimitOnStoreError]}, requests with an Idempotency-Key get 503, until it is back`
+  return `${storeErrorPolicies[config.rateLimitOnStoreError]}, requests with an Idempotency-Key and creates of tenants with a budget or concurrency cap get 503, until it is back`
 }
 
 /** Builds the gateway; never listens (server.ts does). */
@@ -140,6 +144,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(errorHandler, errorOptions)
   await app.register(gracefulShutdown)
   await app.register(upstreamBreaker, { failureThreshold: config.upstreamBreakerFailures, openMs: config.upstreamBreakerOpenMs })
+  await app.register(metrics, { token: config.metricsToken })
   await app.register(upstreamClient, {
     baseUrl: config.evolinkBaseUrl,
     apiKey: config.evolinkApiKey,
@@ -158,6 +163,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     now: options.now
   })
   await app.register(browserTokens, { secrets, registry, now: options.tokenNow })
+  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, now: options.usageNow })
   await app.register(tenantAuth, {
     registry,
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }

@@ -15,7 +15,7 @@ export const ConfigSchema = Type.Object({
   evolinkBaseUrl: Type.String({ env: 'EVOLINK_BASE_URL', default: 'https://api.evolink.ai', pattern: '^https?://[^\\s/]+(/.*)?$', description: 'Upstream origin.' }),
   tenantsFile: Type.String({ env: 'TENANTS_FILE', default: '', description: 'Path of the tenants JSON file (required with a real upstream key).' }),
   gatewaySecret: Type.String({ env: 'GATEWAY_SECRET', default: '', description: 'Secret (32+ chars) that signs tenant-scoped task ids; required with a real upstream key. Several, comma-separated: the first signs, all verify (rotation).' }),
-  redisUrl: Type.String({ env: 'REDIS_URL', default: '', pattern: '^(rediss?://.+)?$', description: 'Redis for state shared by all instances (rate-limit counters, Idempotency-Key records). Empty: in memory, per instance.' }),
+  redisUrl: Type.String({ env: 'REDIS_URL', default: '', pattern: '^(rediss?://.+)?$', description: 'Redis for state shared by all instances (rate-limit counters, Idempotency-Key records, task statuses, usage, budget and concurrency counters). Empty: in memory, per instance.' }),
   upstreamTimeoutMs: Type.Integer({ env: 'UPSTREAM_TIMEOUT_MS', default: 30000, minimum: 100, maximum: 600000, description: 'Deadline for one upstream call, headers and body; past it the caller gets 504 upstream_timeout.' }),
   upstreamConnections: Type.Integer({ env: 'UPSTREAM_CONNECTIONS', default: 128, minimum: 1, maximum: 4096, description: 'Keep-alive connections in the upstream pool.' }),
   upstreamMaxResponseBytes: Type.Integer({ env: 'UPSTREAM_MAX_RESPONSE_BYTES', default: 1048576, minimum: 1024, maximum: 67108864, description: 'Largest upstream body the gateway reads; more is bad_upstream_response.' }),
@@ -38,6 +38,9 @@ export const ConfigSchema = Type.Object({
   taskEventsHeartbeatMs: Type.Integer({ env: 'TASK_EVENTS_HEARTBEAT_MS', default: 15000, minimum: 100, maximum: 300000, description: 'A comment line on an idle `/events` stream this often, so that proxies do not cut it.' }),
   taskEventsMaxMs: Type.Integer({ env: 'TASK_EVENTS_MAX_MS', default: 1800000, minimum: 1000, maximum: 86400000, description: 'An `/events` stream closes after this long even if the task is still running (EventSource reconnects).' }),
   demoPage: Type.Enum(['auto', 'on', 'off'], { env: 'DEMO_PAGE', default: 'auto', description: 'The demo page at /demo: auto serves it in simulator mode only (with a token endpoint for the demo tenant), on serves it always (with a real upstream, paste a token your backend minted), off never.' }),
+  taskConcurrencyStaleMs: Type.Integer({ env: 'TASK_CONCURRENCY_STALE_MS', default: 3600000, minimum: 60000, maximum: 604800000, description: 'A task counts against its tenant\'s `maxConcurrentTasks` until the gateway sees it finished, or at most this long after its create (so that a client that never reads its tasks cannot lock itself out for good).' }),
+  metricsPort: Type.Integer({ env: 'METRICS_PORT', default: 0, minimum: 0, maximum: 65535, description: 'Serve Prometheus metrics at `/metrics` on this separate port (same HOST), without a token. 0: no separate listener.' }),
+  metricsToken: Type.String({ env: 'METRICS_TOKEN', default: '', pattern: '^(\\S{16,})?$', description: 'Serve `/metrics` on the main port too, to `Authorization: Bearer <this token>` (16+ characters). Empty: not on the main port. With neither this nor METRICS_PORT, metrics are collected but not served.' }),
   serverHeadersTimeoutMs: Type.Integer({ env: 'SERVER_HEADERS_TIMEOUT_MS', default: 10000, minimum: 100, description: 'A client must send its complete request headers within this time (slowloris bound).' }),
   serverRequestTimeoutMs: Type.Integer({ env: 'SERVER_REQUEST_TIMEOUT_MS', default: 30000, minimum: 100, description: 'A client must send its complete request, body included, within this time (dribbled bodies).' }),
   serverKeepAliveTimeoutMs: Type.Integer({ env: 'SERVER_KEEP_ALIVE_TIMEOUT_MS', default: 72000, minimum: 100, description: 'Idle keep-alive connections close after this; longer than the usual 60 s of load balancers in front, so they close first.' }),
@@ -74,7 +77,7 @@ export function resolveConfig (overrides: Partial<Config> = {}): Config {
   const problem = firstSchemaProblem(ConfigSchema, withDefaults)
   if (problem === null) return withDefaults as Config
   if (problem.path === '') throw new ConfigError(`Invalid configuration: ${problem.message}`)
-  const shown = problem.path === 'evolinkApiKey' || problem.path === 'gatewaySecret' ? '[redacted]' : JSON.stringify(withDefaults[problem.path])
+  const shown = problem.path === 'evolinkApiKey' || problem.path === 'gatewaySecret' || problem.path === 'metricsToken' ? '[redacted]' : JSON.stringify(withDefaults[problem.path])
   throw new ConfigError(`Invalid configuration: ${envNameOf(problem.path)} ${problem.message}, got ${shown}`)
 }
 

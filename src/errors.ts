@@ -46,7 +46,7 @@ export const errorTable = {
     statusCode: 403,
     type: 'permission_error',
     message: '%s',
-    description: 'The tenant or its browser token may not do this: a model, quality or duration it is not allowed (`param` names the field), an operation the token does not grant, a token used from another origin than the one it is bound to (`param`: `origin`), a token whose create cap is used up (`param`: `token`), or a tenant key sent from a browser page on another origin without `browserKeys`.'
+    description: 'The tenant or its browser token may not do this: a model, `n`, `duration` or `quality` the tenant (its `allowedModels`, `maxN`, `maxDuration`, `allowedQualities`) or the token does not allow (`param` names the field), an operation the token does not grant, a token used from another origin than the one it is bound to (`param`: `origin`), a token whose create cap is used up (`param`: `token`), or a tenant key sent from a browser page on another origin without `browserKeys`.'
   },
   not_found: {
     statusCode: 404,
@@ -83,6 +83,18 @@ export const errorTable = {
     type: 'rate_limit_error',
     message: 'Rate limit exceeded, retry in %s.',
     description: 'The tenant (or, without a valid key, the client IP) is over its rate limit; `Retry-After` says when to retry.'
+  },
+  concurrency_limit_exceeded: {
+    statusCode: 429,
+    type: 'rate_limit_error',
+    message: 'This tenant already has %d tasks running, its limit; create again once one has finished.',
+    description: 'The tenant has `maxConcurrentTasks` tasks that the gateway has not yet seen finished (by a task read, a long-poll or an event stream; or `TASK_CONCURRENCY_STALE_MS` after the create). Nothing was sent upstream.'
+  },
+  budget_exceeded: {
+    statusCode: 429,
+    type: 'rate_limit_error',
+    message: '%s',
+    description: 'The create would pass one of the tenant\'s budgets (credits or video-seconds, per UTC day or month); the message names it and when it resets, `Retry-After` is the seconds until then. Nothing was sent upstream.'
   },
   idempotency_key_in_flight: {
     statusCode: 409,
@@ -160,7 +172,7 @@ export const errorTable = {
     statusCode: 503,
     type: 'api_error',
     message: 'The gateway\'s shared store is unavailable; retry shortly.',
-    description: 'Redis is unreachable and the request needs it: a request with an `Idempotency-Key` (claims fail closed rather than risk a duplicate), or any rate-limited request when `RATE_LIMIT_ON_STORE_ERROR=deny`. `Retry-After` is set.'
+    description: 'Redis is unreachable and the request needs it: a request with an `Idempotency-Key` (claims fail closed rather than risk a duplicate), a create of a tenant with a budget or `maxConcurrentTasks`, a usage report, or any rate-limited request when `RATE_LIMIT_ON_STORE_ERROR=deny`. `Retry-After` is set.'
   },
   shutting_down: {
     statusCode: 503,

@@ -5,6 +5,7 @@ import { buildApp } from './app.ts'
 import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import { startMetricsListener, type MetricsListener } from './lib/metrics-listener.ts'
 
 // The only entry point that reads the environment: logger, server timeouts, graceful close, listen.
 if (existsSync('.env')) process.loadEnvFile('.env')
@@ -31,15 +32,21 @@ try {
   app.server.maxConnections = config.serverMaxConnections
   // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
 
+  let metricsListener: MetricsListener | null = null
   closeWithGrace({ delay: config.shutdownGraceMs, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
     else logger.info({ signal }, 'shutting down')
     await app.close()
+    await metricsListener?.close()
     await runtime.close()
     logStream.flushSync()
   })
 
   await app.listen({ port: config.port, host: config.host })
+  if (config.metricsPort !== 0) {
+    metricsListener = await startMetricsListener({ registry: app.metrics.registry, host: config.host, port: config.metricsPort })
+    logger.info({ url: `${metricsListener.url}/metrics` }, 'Prometheus metrics served on their own port')
+  }
   // Start-up lines (the simulator-mode warning above all) must not wait in the buffer.
   logStream.flushSync()
   if (runtime.demoTenantKey !== null) {

@@ -40,6 +40,16 @@ t.test('a bad value names the variable', async (t) => {
 
 t.test('secrets are never echoed in config errors', async (t) => {
   t.throws(() => resolveConfig({ evolinkApiKey: 42 } as never), /EVOLINK_API_KEY must be string, got \[redacted\]/)
+  let message = ''
+  try { loadConfig({ METRICS_TOKEN: 'short-secret' }) } catch (error) { message = (error as Error).message }
+  t.match(message, /^Invalid configuration: METRICS_TOKEN must match pattern .*, got \[redacted\]$/, 'a too short metrics token is refused')
+  t.notMatch(message, /short-secret/)
+})
+
+t.test('metrics and concurrency settings', async (t) => {
+  t.match(loadConfig({}), { metricsPort: 0, metricsToken: '', taskConcurrencyStaleMs: 3_600_000 }, 'metrics are not served by default')
+  t.match(loadConfig({ METRICS_PORT: '9464', METRICS_TOKEN: 'a-long-enough-metrics-token', TASK_CONCURRENCY_STALE_MS: '600000' }), { metricsPort: 9464, metricsToken: 'a-long-enough-metrics-token', taskConcurrencyStaleMs: 600_000 })
+  t.throws(() => loadConfig({ TASK_CONCURRENCY_STALE_MS: '1000' }), /TASK_CONCURRENCY_STALE_MS must be >= 60000/)
 })
 
 t.test('helpers', async (t) => {

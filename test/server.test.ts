@@ -48,3 +48,24 @@ t.test('a bad variable stops start-up naming it', async (t) => {
   t.equal(await server.exited, 1)
   t.match(server.output(), /Invalid configuration: PORT must be <= 65535, got 99999/)
 })
+
+t.test('METRICS_PORT: /metrics on a listener of its own, closed on SIGTERM', async (t) => {
+  const port = await freePort()
+  const metricsPort = await freePort()
+  const server = startServerProcess(t, { PORT: String(port), HOST: '127.0.0.1', METRICS_PORT: String(metricsPort), LOG_LEVEL: 'info' })
+  const [, key] = await server.waitFor(/Demo tenant key: (vgk_\S+)/) as [string, string]
+  t.match(server.output(), /Prometheus metrics served on their own port/)
+  const created = await request(`http://127.0.0.1:${port}/v1/videos/generations`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'veo-3.1-fast-generate-preview', prompt: 'A cat playing piano' })
+  })
+  t.equal(created.statusCode, 200)
+  await created.body.dump()
+  const scraped = await request(`http://127.0.0.1:${metricsPort}/metrics`)
+  t.equal(scraped.statusCode, 200)
+  t.match(await scraped.body.text(), /^vg_http_requests_total\{route="\/v1\/videos\/generations",method="POST",status="200",tenant="[^"]+"\} 1$/m)
+  t.equal((await request(`http://127.0.0.1:${port}/metrics`)).statusCode, 404, 'not on the main port without METRICS_TOKEN')
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+})

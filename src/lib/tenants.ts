@@ -1,7 +1,7 @@
 import { hash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parse as parseDuration } from '@lukeed/ms'
-import { TenantsFile, type RateLimitPlan, type TenantDefinition } from '../schemas/tenants.ts'
+import { TenantsFile, type RateLimitPlan, type TenantBudget, type TenantDefinition } from '../schemas/tenants.ts'
 import { firstSchemaProblem } from './schema-errors.ts'
 
 /** Limits of creates unless the tenant sets `rateLimit`. */
@@ -24,7 +24,14 @@ export interface Tenant {
   /** whether the tenant's keys are accepted from browser pages on other origins */
   browserKeys: boolean
   /** creates per browser-token end user; null: no per-end-user limit */
-  endUserRateLimit: ResolvedRateLimit | null
+  endUserRateLimit: ResolvedRateLimit | null,
+  /** tasks not yet seen finished at once; null: no cap */
+  maxConcurrentTasks: number | null
+  /** spending caps per UTC day and month; null: none */
+  budget: Readonly<TenantBudget> | null
+  maxN: number | null
+  maxDuration: number | null
+  allowedQualities: ReadonlySet<string> | null
 }
 
 export interface TenantRegistry {
@@ -76,7 +83,12 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
       allowedOrigins: definition.allowedOrigins === undefined ? null : new Set(definition.allowedOrigins),
       allowedModels: definition.allowedModels === undefined ? null : new Set(definition.allowedModels),
       browserKeys: definition.browserKeys ?? false,
-      endUserRateLimit: definition.endUserRateLimit === undefined ? null : resolveRateLimit(definition.endUserRateLimit, defaultCreateRateLimit, `${where}.endUserRateLimit`)
+      endUserRateLimit: definition.endUserRateLimit === undefined ? null : resolveRateLimit(definition.endUserRateLimit, defaultCreateRateLimit, `${where}.endUserRateLimit`),
+      maxConcurrentTasks: definition.maxConcurrentTasks ?? null,
+      budget: definition.budget === undefined || Object.keys(definition.budget).length === 0 ? null : { ...definition.budget },
+      maxN: definition.maxN ?? null,
+      maxDuration: definition.maxDuration ?? null,
+      allowedQualities: definition.allowedQualities === undefined ? null : new Set(definition.allowedQualities)
     }
     for (const keyHash of definition.keys) {
       if (byKeyHash.has(keyHash)) throw new TenantsFileError(`${where}.keys: a key hash is listed twice`)

@@ -8,6 +8,13 @@ export const RateLimitPlan = Type.Object({
   ])
 }, { additionalProperties: false })
 
+export const TenantBudget = Type.Object({
+  creditsPerDay: Type.Optional(Type.Number({ minimum: 0, description: 'Upstream credits this tenant may spend per UTC day.' })),
+  creditsPerMonth: Type.Optional(Type.Number({ minimum: 0, description: 'Upstream credits this tenant may spend per UTC calendar month.' })),
+  videoSecondsPerDay: Type.Optional(Type.Integer({ minimum: 0, description: 'Seconds of video (duration × n) this tenant may order per UTC day.' })),
+  videoSecondsPerMonth: Type.Optional(Type.Integer({ minimum: 0, description: 'Seconds of video (duration × n) this tenant may order per UTC calendar month.' }))
+}, { additionalProperties: false, description: 'Spending caps; a create that would pass one gets 429 budget_exceeded until its window resets.' })
+
 export const TenantDefinition = Type.Object({
   id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Stable tenant id; appears in logs and limits, never a secret.' }),
   keys: Type.Array(Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }), { minItems: 1, description: 'Hashes of the tenant keys (`npm run tenant-key -- <id>` makes one). Several allow rotation.' }),
@@ -17,7 +24,12 @@ export const TenantDefinition = Type.Object({
   allowedModels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Models this tenant may use; absent means all the gateway serves.' })),
   browserKeys: Type.Optional(Type.Boolean({ description: 'Accept this tenant\'s keys from browser pages on other origins (a request with a foreign `Origin`). Default false: a key shipped to a browser is public, so browsers use short-lived tokens (POST /v1/tokens).' })),
   // Creates per end user (the `end_user` of a browser token) per window, on top of the tenant's own limit.
-  endUserRateLimit: Type.Optional(RateLimitPlan)
+  endUserRateLimit: Type.Optional(RateLimitPlan),
+  maxConcurrentTasks: Type.Optional(Type.Integer({ minimum: 1, description: 'Tasks of this tenant not yet seen finished at once; one more create gets 429 concurrency_limit_exceeded.' })),
+  budget: Type.Optional(TenantBudget),
+  maxN: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest `n` (videos per create) this tenant may ask for.' })),
+  maxDuration: Type.Optional(Type.Integer({ minimum: 1, description: 'Longest `duration` (seconds) this tenant may ask for.' })),
+  allowedQualities: Type.Optional(Type.Array(Type.Enum(['720p', '1080p', '4k']), { minItems: 1, description: 'Qualities this tenant may ask for (the upstream default, 720p, counts when none is sent); absent means all.' }))
 }, { additionalProperties: false })
 
 export const TenantsFile = Type.Object({
@@ -25,5 +37,6 @@ export const TenantsFile = Type.Object({
 }, { additionalProperties: false })
 
 export type RateLimitPlan = Static<typeof RateLimitPlan>
+export type TenantBudget = Static<typeof TenantBudget>
 export type TenantDefinition = Static<typeof TenantDefinition>
 export type TenantsFile = Static<typeof TenantsFile>

@@ -32,7 +32,20 @@ t.test('a bad tenants definition names what is wrong', async (t) => {
   t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash] }, { id: 'b', keys: [hash] }]), /tenants\[1\]\.keys: a key hash is listed twice/)
   t.throws(() => buildTenantRegistry([{ id: 'a', keys: ['plaintext-key'] }]), /tenants\[0\]\.keys\[0\] must match pattern/)
   t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], rateLimit: { max: 1, timeWindow: 'soonish' } }]), /tenants\[0\]\.rateLimit\.timeWindow: cannot read "soonish"/)
-  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], budget: 5 } as never]), /tenants\[0\] has an unknown field "budget"/)
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], maxTasks: 5 } as never]), /tenants\[0\] has an unknown field "maxTasks"/)
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], budget: { creditsPerWeek: 5 } } as never]), /tenants\[0\]\.budget has an unknown field "creditsPerWeek"/)
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], allowedQualities: ['8k'] } as never]), /tenants\[0\]\.allowedQualities\[0\]/)
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], maxConcurrentTasks: 0 }]), /tenants\[0\]\.maxConcurrentTasks/)
+})
+
+t.test('limits beyond the request rate are resolved; absent means none', async (t) => {
+  const { tenants } = buildTenantRegistry([
+    { id: 'held', keys: [hash], maxConcurrentTasks: 3, budget: { creditsPerDay: 100.5, videoSecondsPerMonth: 600 }, maxN: 1, maxDuration: 6, allowedQualities: ['720p'] },
+    { id: 'free', keys: [tenantKeyHash('free')], budget: {} }
+  ])
+  t.match(tenants[0], { maxConcurrentTasks: 3, budget: { creditsPerDay: 100.5, videoSecondsPerMonth: 600 }, maxN: 1, maxDuration: 6, allowedQualities: new Set(['720p']) })
+  const { maxConcurrentTasks, budget, maxN, maxDuration, allowedQualities } = tenants[1] ?? {}
+  t.strictSame({ maxConcurrentTasks, budget, maxN, maxDuration, allowedQualities }, { maxConcurrentTasks: null, budget: null, maxN: null, maxDuration: null, allowedQualities: null }, 'an empty budget is no budget')
 })
 
 t.test('TENANTS_FILE errors name the variable and the file', async (t) => {

@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { gatewayError } from '../../errors.ts'
+import { videoDurationOf } from '../../lib/create-charge.ts'
+import type { CreateGenerationBody } from '../../schemas/generation.ts'
 import { createBrowserTokenSigner, type BrowserTokenGrant, type BrowserTokenSigner } from '../../lib/browser-token.ts'
 import { memoryTokenCreateCounter, redisTokenCreateCounter } from '../../lib/token-create-counter.ts'
 import type { Tenant, TenantRegistry } from '../../lib/tenants.ts'
@@ -17,12 +19,7 @@ export interface BrowserTokensOptions {
 }
 
 /** What a create asks for, as far as a token's narrowing is concerned. */
-export interface CreateRequestShape {
-  model: string
-  quality?: string
-  duration?: number
-  generation_type?: string
-}
+export type CreateRequestShape = Pick<CreateGenerationBody, 'model' | 'quality' | 'duration' | 'generation_type'>
 
 export interface BrowserTokens extends BrowserTokenSigner {
   /**
@@ -47,11 +44,6 @@ declare module 'fastify' {
 const nothingToTakeBack = async (): Promise<void> => {}
 const storeRetryAfter = '5'
 
-/** The duration the upstream will make when the body names none (REFERENCE is always 8 s). */
-function effectiveDuration (body: CreateRequestShape): number {
-  return body.duration ?? (body.generation_type === 'REFERENCE' ? 8 : 4)
-}
-
 function refuse (message: string, param: string): never {
   throw gatewayError('forbidden', { args: [message], param })
 }
@@ -59,7 +51,7 @@ function refuse (message: string, param: string): never {
 async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTokensOptions): Promise<void> {
   const signer = createBrowserTokenSigner({ secrets: options.secrets, now: options.now })
   const counter = fastify.redis === null
-    ? memoryTokenCreateCounter({ maxTokens: options.memoryMaxTokens ?? 100_000, now: options.now })
+    ? memoryTokenCreateCounter({ maxTokens: options.memoryMaxTokens ?? 10_000, now: options.now })
     : redisTokenCreateCounter({ redis: fastify.redis })
   // One limiter per tenant that sets an end-user limit: its window is the tenant's own.
   const endUserLimiters = new Map(options.registry.tenants
@@ -111,7 +103,7 @@ async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTo
       if (grant.models !== null && !grant.models.includes(body.model)) refuse(`This token may not use model "${body.model}".`, 'model')
       const quality = body.quality ?? '720p'
       if (grant.qualities !== null && !grant.qualities.includes(quality)) refuse(`This token may not use quality "${quality}" (allowed: ${grant.qualities.join(', ')}).`, 'quality')
-      const duration = effectiveDuration(body)
+      const duration = videoDurationOf(body)
       if (grant.maxDuration !== null && duration > grant.maxDuration) refuse(`This token allows videos of at most ${grant.maxDuration} seconds.`, 'duration')
       await limitEndUser(request, grant)
       return await countCreate(grant)

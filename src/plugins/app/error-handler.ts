@@ -3,7 +3,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { errorTable, gatewayError, isGatewayError, type GatewayError } from '../../errors.ts'
+import { errorTable, gatewayError, isGatewayError, type ErrorCode, type GatewayError } from '../../errors.ts'
 import type { ErrorResponse } from '../../schemas/errors.ts'
 
 export interface ErrorHandlerOptions {
@@ -112,6 +112,7 @@ export function logFailure (request: FastifyRequest, error: unknown, gatewayFail
  */
 export function sendError (error: unknown, request: FastifyRequest, reply: FastifyReply, options: ErrorHandlerOptions): FastifyReply {
   const gatewayFailure = toGatewayError(error, options)
+  request.errorCode = gatewayFailure.tableCode
   logFailure(request, error, gatewayFailure)
   if (gatewayFailure.headers !== undefined) reply.headers(gatewayFailure.headers)
   return reply.code(gatewayFailure.statusCode).header('x-request-id', request.id).send(errorBody(gatewayFailure, request.id))
@@ -164,7 +165,15 @@ export function expectationHandler (_request: IncomingMessage, response: ServerR
   response.end(body)
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** the error-table row this request was answered with, if it failed (metrics count rejections by it) */
+    errorCode: ErrorCode | null
+  }
+}
+
 async function errorHandlerPlugin (fastify: FastifyInstance, options: ErrorHandlerOptions): Promise<void> {
+  fastify.decorateRequest('errorCode', null)
   fastify.setErrorHandler(function handleError (error: unknown, request: FastifyRequest, reply: FastifyReply) {
     return sendError(error, request, reply, options)
   })

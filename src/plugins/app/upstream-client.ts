@@ -5,6 +5,7 @@ import { mapUpstreamFailure } from '../../lib/upstream-failure.ts'
 import { createScrubber } from '../../lib/scrub.ts'
 import { callWithRetries, type RetryPolicy } from '../../lib/retry.ts'
 import type { CircuitBreaker } from '../../lib/circuit-breaker.ts'
+import type { UpstreamAttempt } from './metrics.ts'
 
 export interface UpstreamClientOptions {
   baseUrl: string
@@ -20,6 +21,8 @@ export interface UpstreamClientOptions {
   breaker?: CircuitBreaker
   /** for calls that have no request (retries are logged) */
   log?: FastifyBaseLogger
+  /** told of every attempt, its duration and the gateway error it failed with (metrics) */
+  onAttempt?: (attempt: UpstreamAttempt) => void
 }
 
 export interface UpstreamCall {
@@ -195,11 +198,24 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
   }
 
   const retry = options.retry ?? { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }
-  const { breaker } = options
+  const { breaker, onAttempt } = options
+  const attempt = (call: UpstreamCall, budgetMs: number): Promise<UpstreamAnswer> =>
+    breaker === undefined ? sendOnce(call, budgetMs) : breaker.run(() => sendOnce(call, budgetMs))
+  async function observedAttempt (call: UpstreamCall, budgetMs: number): Promise<UpstreamAnswer> {
+    if (onAttempt === undefined) return await attempt(call, budgetMs)
+    const started = performance.now()
+    try {
+      const answer = await attempt(call, budgetMs)
+      onAttempt({ method: call.method, durationMs: performance.now() - started })
+      return answer
+    } catch (error) {
+      onAttempt({ method: call.method, durationMs: performance.now() - started, error })
+      throw error
+    }
+  }
   // Retries outside, breaker inside: every attempt counts for the breaker, and an open breaker ends the retries.
   function send (call: UpstreamCall): Promise<UpstreamAnswer> {
-    return callWithRetries({ method: call.method, policy: retry, budgetMs: options.timeoutMs, log: call.request?.log ?? options.log }, (budgetMs) =>
-      breaker === undefined ? sendOnce(call, budgetMs) : breaker.run(() => sendOnce(call, budgetMs)))
+    return callWithRetries({ method: call.method, policy: retry, budgetMs: options.timeoutMs, log: call.request?.log ?? options.log }, (budgetMs) => observedAttempt(call, budgetMs))
   }
 
   return {
@@ -211,11 +227,11 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
 }
 
 async function upstreamClientPlugin (fastify: FastifyInstance, options: UpstreamClientOptions): Promise<void> {
-  const { client, close } = createUpstreamClient({ breaker: fastify.upstreamBreaker, log: fastify.log, ...options })
+  const { client, close } = createUpstreamClient({ breaker: fastify.upstreamBreaker, log: fastify.log, onAttempt: fastify.metrics.upstreamAttempt, ...options })
   fastify.decorate('upstream', client)
   fastify.decorateRequest('upstreamStatus', null)
   fastify.decorateRequest('upstreamLatencyMs', null)
   fastify.addHook('onClose', close)
 }
 
-export default fp(upstreamClientPlugin, { name: 'upstream-client', fastify: '5.x', dependencies: ['upstream-breaker'] })
+export default fp(upstreamClientPlugin, { name: 'upstream-client', fastify: '5.x', dependencies: ['upstream-breaker', 'metrics'] })

@@ -37,6 +37,7 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
         { name: 'Tasks', description: 'Task status and results' },
         { name: 'Browser tokens', description: 'Short-lived tokens for browser front-ends' },
         { name: 'Demo', description: 'The demo page\'s token (simulator mode only)' },
+        { name: 'Usage', description: 'What the calling tenant has used, per day' },
         { name: 'Operations', description: 'Health and readiness' }
       ]
     }

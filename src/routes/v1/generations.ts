@@ -2,6 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { gatewayError } from '../../errors.ts'
 import { modelsById } from '../../models.ts'
 import { CreateGenerationBody } from '../../schemas/generation.ts'
+import { videoDurationOf } from '../../lib/create-charge.ts'
+import type { Tenant } from '../../lib/tenants.ts'
+import type { Reservation } from '../../lib/usage-store.ts'
 import { IdempotencyHeaders } from '../../schemas/idempotency.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { VideoGenerationTask } from '../../schemas/generated/evolink.ts'
@@ -9,13 +12,34 @@ import { readUpstreamTask } from '../../lib/upstream-task.ts'
 import { tenantOf } from '../../plugins/app/tenant-auth.ts'
 import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
 
+/** What this tenant may ask for (tenants file): 403 forbidden naming the field, before anything is counted. */
+function checkTenantCaps (tenant: Tenant, body: CreateGenerationBody): void {
+  if (tenant.allowedModels !== null && !tenant.allowedModels.has(body.model)) {
+    throw gatewayError('forbidden', { args: [`Model "${body.model}" is not enabled for this tenant.`], param: 'model' })
+  }
+  const n = body.n ?? 1
+  if (tenant.maxN !== null && n > tenant.maxN) {
+    throw gatewayError('forbidden', { args: [`"n" may be at most ${tenant.maxN} for this tenant.`], param: 'n' })
+  }
+  const duration = videoDurationOf(body)
+  if (tenant.maxDuration !== null && duration > tenant.maxDuration) {
+    const what = body.generation_type === 'REFERENCE' ? 'REFERENCE videos last 8 seconds; ' : ''
+    throw gatewayError('forbidden', { args: [`${what}"duration" may be at most ${tenant.maxDuration} seconds for this tenant.`], param: 'duration' })
+  }
+  // Without `quality` the upstream makes 720p: that is what is checked then.
+  const quality = body.quality ?? '720p'
+  if (tenant.allowedQualities !== null && !tenant.allowedQualities.has(quality)) {
+    throw gatewayError('forbidden', { args: [`Quality "${quality}" is not enabled for this tenant; allowed: ${[...tenant.allowedQualities].join(', ')}.`], param: 'quality' })
+  }
+}
+
 const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/videos/generations', {
     config: { ...tenantRateLimit('create'), idempotency: true, tokenOperation: 'create' },
     schema: {
       tags: ['Video Generation'],
       summary: 'Create a video generation task',
-      description: 'Validates the body (schema, unknown fields, cross-field rules) before any upstream call, then forwards it with the gateway\'s upstream key. Answers the upstream\'s task (status `pending`) with a tenant-scoped `id` to poll.',
+      description: 'Validates the body (schema, unknown fields, cross-field rules) and the tenant\'s caps (models, `n`, `duration`, `quality`: 403), admits it against the tenant\'s concurrency cap and budgets (429 `concurrency_limit_exceeded`, `budget_exceeded`) before any upstream call, then forwards it with the gateway\'s upstream key. Answers the upstream\'s task (status `pending`) with a tenant-scoped `id` to poll.',
       operationId: 'createVideoGeneration',
       security: [{ tenantKey: [] }],
       headers: IdempotencyHeaders,
@@ -28,9 +52,7 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async function createGeneration (request) {
     const tenant = tenantOf(request)
     const { body } = request
-    if (tenant.allowedModels !== null && !tenant.allowedModels.has(body.model)) {
-      throw gatewayError('forbidden', { args: [`Model "${body.model}" is not enabled for this tenant.`], param: 'model' })
-    }
+    checkTenantCaps(tenant, body)
     const model = modelsById.get(body.model)
     if (model === undefined) throw gatewayError('invalid_request', { args: [`Unknown model "${body.model}".`], param: 'model' })
     model.checkRules(body as never)
@@ -40,16 +62,21 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
         param: 'callback_url'
       })
     }
-    const takeBack = await fastify.browserTokens.admitCreate(request, body)
-    let answer
+    // Reserve, call, settle. A browser token's narrowing and create cap first, then the tenant's
+    // concurrency slot and budget: all taken before the upstream is called, all given back if it fails.
+    const takeBackTokenCreate = await fastify.browserTokens.admitCreate(request, body)
+    let reservation: Reservation | null | undefined
+    let task
     try {
-      answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body, request })
+      reservation = await fastify.tenantUsage.admit({ tenant, body, request })
+      const answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body, request })
+      task = readUpstreamTask(answer.body)
     } catch (error) {
-      // Not made, so not counted against the browser token's create cap.
-      await takeBack()
+      if (reservation !== undefined) await fastify.tenantUsage.release({ reservation, request })
+      await takeBackTokenCreate()
       throw error
     }
-    const task = readUpstreamTask(answer.body)
+    await fastify.tenantUsage.settle({ tenant, body, reservation, task, request })
     task.id = fastify.taskIds.scope(tenant.id, task.id)
     return task
   })

@@ -5,6 +5,7 @@ import { TaskEventsHeaders, TaskEventsQuery, TaskParams } from '../../schemas/ge
 import { errorResponses } from '../../schemas/errors.ts'
 import { progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
 import { errorBody, logFailure } from '../../plugins/app/error-handler.ts'
+import { tenantOf } from '../../plugins/app/tenant-auth.ts'
 import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
 import { presentTask, upstreamIdOf } from './tasks.ts'
 
@@ -47,6 +48,9 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
     const upstreamId = upstreamIdOf(fastify, request, scopedId)
     // Read before the stream starts, so that a missing task is a plain 404 answer.
     const first = await fastify.taskStatus.read(upstreamId, request)
+    const tenantId = tenantOf(request).id
+    // A finished task frees its tenant's concurrency slot and is counted (once, however often it is seen).
+    await fastify.tenantUsage.observe({ tenantId, upstreamTaskId: upstreamId, snapshot: first })
     if (first.terminal && request.headers['last-event-id'] === first.etag) return await reply.code(204).send(null)
 
     const present = (snapshot: TaskSnapshot): string => sseEvent('task', presentTask(snapshot, scopedId), snapshot.etag) +
@@ -57,6 +61,7 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
     const stream = new PassThrough()
     stream.write(opening)
     let last: TaskSnapshot = first
+    let ending = false
     const finish = (lastWords?: string): void => {
       clearInterval(heartbeat)
       clearTimeout(maxDuration)
@@ -65,10 +70,15 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
     }
     const stopFollowing = fastify.taskStatus.follow(upstreamId, reply, {
       snapshot (snapshot) {
-        if (!snapshot.terminal && !progressed(last, snapshot)) return
+        if (ending || (!snapshot.terminal && !progressed(last, snapshot))) return
         last = snapshot
-        if (snapshot.terminal) finish(present(snapshot))
-        else stream.write(present(snapshot))
+        if (!snapshot.terminal) {
+          stream.write(present(snapshot))
+          return
+        }
+        ending = true
+        // Recorded before `end` goes out: a client that has seen it finds the task's slot free.
+        fastify.tenantUsage.observe({ tenantId, upstreamTaskId: upstreamId, snapshot }).finally(() => finish(present(snapshot)))
       },
       failed (error) {
         const failure = isGatewayError(error) ? error : gatewayError('internal_error', { cause: error })

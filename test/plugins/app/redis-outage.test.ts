@@ -20,7 +20,8 @@ t.test('Redis goes away mid-traffic and comes back', { skip: 'skip' in own ? own
   const upstream = await startTestSimulator(t)
   const limited = makeTenant('limited', { rateLimit: { max: 2, timeWindow: 60_000 } })
   const acme = makeTenant('acme', { rateLimit: { max: 1000, timeWindow: 60_000 } })
-  const tenants = [limited, acme]
+  const budgeted = makeTenant('budgeted', { budget: { creditsPerDay: 1000 } })
+  const tenants = [limited, acme, budgeted]
   const build = async (policy: 'memory' | 'allow' | 'deny') => {
     const logs = logCollector()
     const app = await buildTestApp(t, {
@@ -67,6 +68,16 @@ t.test('Redis goes away mid-traffic and comes back', { skip: 'skip' in own ? own
       t.equal(upstream.simulator.calls.create, before, 'no upstream call')
     })
 
+    t.test('a create of a tenant with a budget fails closed; usage reports too', async (t) => {
+      const before = upstream.simulator.calls.create
+      const response = await create(app, budgeted)
+      assertErrorResponse(t, response, { status: 503, code: 'store_unavailable', type: 'api_error', message: 'The gateway\'s shared store is unavailable; retry shortly.' })
+      t.equal(response.headers['retry-after'], '5')
+      t.equal(upstream.simulator.calls.create, before, 'no upstream call')
+      const usage = await app.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
+      assertErrorResponse(t, usage, { status: 503, code: 'store_unavailable', type: 'api_error', message: 'The gateway\'s shared store is unavailable; retry shortly.' })
+    })
+
     t.test('allow policy: limits are not enforced', async (t) => {
       for (let i = 0; i < 4; i++) t.equal((await create(gateways.allow.app, limited)).statusCode, 200)
     })
@@ -84,7 +95,7 @@ t.test('Redis goes away mid-traffic and comes back', { skip: 'skip' in own ? own
     t.test('one warning for the whole outage, not one per request or reconnect attempt', async (t) => {
       // Let ioredis try to reconnect a few times first.
       await sleep(600)
-      t.same(redisLines(), [{ level: 40, msg: 'redis is unavailable: rate limits count per instance, requests with an Idempotency-Key get 503, until it is back' }])
+      t.same(redisLines(), [{ level: 40, msg: 'redis is unavailable: rate limits count per instance, requests with an Idempotency-Key and creates of tenants with a budget or concurrency cap get 503, until it is back' }])
       t.equal(logs.lines.filter((line) => line.level === 40).length, 1, 'no other warning either')
     })
   })
@@ -98,5 +109,6 @@ t.test('Redis goes away mid-traffic and comes back', { skip: 'skip' in own ? own
     t.equal((await create(app, acme, 'after')).headers['idempotent-replayed'], 'true')
     t.same((await app.inject({ method: 'GET', url: '/readyz' })).json(), { status: 'ok', checks: { config: 'ok', store: 'ok', upstream: 'closed' } })
     t.equal((await create(gateways.deny.app, acme)).statusCode, 200, 'the deny policy serves again')
+    t.equal((await create(app, budgeted)).statusCode, 200, 'budgets are checked again')
   })
 })

@@ -231,3 +231,32 @@ t.test('a token\'s create cap holds across instances sharing Redis', async (t) =
   t.equal(statuses.filter((status) => status === 200).length, 5, 'exactly the cap, across both')
   t.equal(statuses.filter((status) => status === 403).length, 15)
 })
+
+t.test('tokens spend the tenant\'s budget; a create the budget refuses does not use up the token', async (t) => {
+  const upstream = await startTestSimulator(t)
+  const web = makeTenant('token-budget', { budget: { videoSecondsPerDay: 8 } })
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [web] })
+  const token = await mint(app, web, { max_creates: 3 })
+  const create = (headers: Record<string, string>) => app.inject({ method: 'POST', url: '/v1/videos/generations', headers, payload: { ...validBody, duration: 4 } })
+  t.equal((await create(bearer(token))).statusCode, 200)
+  t.equal((await create({ authorization: web.authorization })).statusCode, 200, 'the tenant key and the token share one budget')
+  const overBudget = await create(bearer(token))
+  t.equal(overBudget.statusCode, 429)
+  t.equal(overBudget.json<{ error: { code: string } }>().error.code, 'budget_exceeded')
+  const usage = (await app.inject({ url: '/v1/usage', headers: { authorization: web.authorization } })).json<{ total: { tasks_created: number, video_seconds: number } }>()
+  t.equal(usage.total.tasks_created, 2)
+  t.equal(usage.total.video_seconds, 8)
+  assertErrorResponse(t, await app.inject({ url: '/v1/usage', headers: bearer(token) }), { status: 403, code: 'forbidden', type: 'permission_error', message: 'Browser tokens cannot be used here; send the tenant key from your backend.', param: 'token' })
+
+  // The budget's refusal was taken back from the token's cap: the next day, with room again, it is usable.
+  let day = Date.parse('2026-06-15T12:00:00Z')
+  const dated = makeTenant('token-budget-dated', { budget: { videoSecondsPerDay: 4 } })
+  const second = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [dated], usageNow: () => day })
+  const capped = await mint(second, dated, { max_creates: 2 })
+  const createDated = () => second.inject({ method: 'POST', url: '/v1/videos/generations', headers: bearer(capped), payload: { ...validBody, duration: 4 } })
+  t.equal((await createDated()).statusCode, 200, 'the first of two')
+  t.equal((await createDated()).statusCode, 429, 'over the day\'s budget')
+  day += 24 * 3_600_000
+  t.equal((await createDated()).statusCode, 200, 'the second of two: the refused one was not counted')
+  t.equal((await createDated()).statusCode, 403, 'and now the token\'s cap is used up')
+})

@@ -1,0 +1,100 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type Static } from 'typebox'
+import { gatewayError } from '../../errors.ts'
+import { errorResponses } from '../../schemas/errors.ts'
+import { fromMilli } from '../../lib/create-charge.ts'
+import { daysBetween, parseUtcDay, utcDay } from '../../lib/usage-windows.ts'
+import type { UsageDay } from '../../lib/usage-store.ts'
+import { tenantOf } from '../../plugins/app/tenant-auth.ts'
+import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+
+/** Longest report: a year, leap day included. */
+export const maxUsageDays = 366
+/** Without `from`: this many days, ending with `to`. */
+const defaultUsageDays = 30
+const dayMs = 24 * 60 * 60 * 1000
+
+const dayPattern = '^\\d{4}-\\d{2}-\\d{2}$'
+
+export const UsageQuery = Type.Object({
+  from: Type.Optional(Type.String({ pattern: dayPattern, description: 'First UTC day (YYYY-MM-DD), inclusive. Default: 29 days before `to`.' })),
+  to: Type.Optional(Type.String({ pattern: dayPattern, description: `Last UTC day (YYYY-MM-DD), inclusive. Default: today. At most ${maxUsageDays} days from \`from\`.` }))
+}, { additionalProperties: false })
+
+const usageCounters = {
+  requests: Type.Integer({ description: 'Requests to /v1 made with this tenant\'s keys (any answer, rejections included).' }),
+  tasks_created: Type.Integer({ description: 'Tasks the upstream created for this tenant.' }),
+  tasks_completed: Type.Integer({ description: 'Tasks the gateway saw completed that day.' }),
+  tasks_failed: Type.Integer({ description: 'Tasks the gateway saw failed (or cancelled) that day.' }),
+  video_seconds: Type.Integer({ description: 'Seconds of video ordered: duration × n of each create.' }),
+  credits: Type.Number({ description: 'Upstream credits charged for creates of that day: `usage.credits_reserved`, corrected by the task\'s final usage when it reports one.' })
+}
+
+const UsageReport = Type.Object({
+  object: Type.Literal('usage'),
+  tenant: Type.String({ description: 'The calling tenant\'s id.' }),
+  from: Type.String(),
+  to: Type.String(),
+  data: Type.Array(Type.Object({ date: Type.String({ description: 'UTC day, YYYY-MM-DD.' }), ...usageCounters }, { additionalProperties: false }), { description: 'One entry per day of the range, oldest first, zeros included.' }),
+  total: Type.Object(usageCounters, { additionalProperties: false, description: 'The sums over the range.' })
+}, { additionalProperties: false })
+
+type UsageCounters = Omit<Static<typeof UsageReport>['total'], never>
+
+function present (day: UsageDay): UsageCounters {
+  return {
+    requests: day.requests,
+    tasks_created: day.tasksCreated,
+    tasks_completed: day.tasksCompleted,
+    tasks_failed: day.tasksFailed,
+    video_seconds: day.videoSeconds,
+    credits: fromMilli(day.creditsMilli)
+  }
+}
+
+function dayOf (value: string, param: 'from' | 'to'): number {
+  const ms = parseUtcDay(value)
+  if (ms === null) throw gatewayError('invalid_request', { args: [`"${param}" is not a calendar day: ${value}.`], param })
+  return ms
+}
+
+const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/usage', {
+    config: tenantRateLimit('read'),
+    schema: {
+      tags: ['Usage'],
+      summary: 'The calling tenant\'s usage per UTC day',
+      description: `Requests, tasks created, completed and failed, video-seconds and credits, per UTC day from \`from\` to \`to\` (inclusive, at most ${maxUsageDays} days; default the last ${defaultUsageDays}). Only the calling tenant's own usage, ever. Counters are kept 400 days.`,
+      operationId: 'getUsage',
+      security: [{ tenantKey: [] }],
+      querystring: UsageQuery,
+      response: {
+        200: UsageReport,
+        ...errorResponses([400, 401, 429, 500, 503])
+      }
+    }
+  }, async function getUsage (request, reply) {
+    const tenant = tenantOf(request)
+    const toMs = request.query.to === undefined ? dayOf(utcDay(fastify.tenantUsage.now()), 'to') : dayOf(request.query.to, 'to')
+    const fromMs = request.query.from === undefined ? toMs - (defaultUsageDays - 1) * dayMs : dayOf(request.query.from, 'from')
+    if (fromMs > toMs) throw gatewayError('invalid_request', { args: ['"from" is after "to".'], param: 'from' })
+    if ((toMs - fromMs) / dayMs + 1 > maxUsageDays) {
+      throw gatewayError('invalid_request', { args: [`The range may span at most ${maxUsageDays} days.`], param: 'from' })
+    }
+    const days = await fastify.tenantUsage.report({ tenantId: tenant.id, days: daysBetween(fromMs, toMs) })
+    const data = days.map((day) => ({ date: day.date, ...present(day) }))
+    const total = present(days.reduce<UsageDay>((sum, day) => ({
+      date: '',
+      requests: sum.requests + day.requests,
+      tasksCreated: sum.tasksCreated + day.tasksCreated,
+      tasksCompleted: sum.tasksCompleted + day.tasksCompleted,
+      tasksFailed: sum.tasksFailed + day.tasksFailed,
+      videoSeconds: sum.videoSeconds + day.videoSeconds,
+      creditsMilli: sum.creditsMilli + day.creditsMilli
+    }), { date: '', requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 }))
+    reply.header('cache-control', 'private, no-store')
+    return { object: 'usage' as const, tenant: tenant.id, from: utcDay(fromMs), to: utcDay(toMs), data, total }
+  })
+}
+
+export default usageRoute

@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto'
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { createMemoryUsageStore, type AdmissionLimits, type UsageStore } from '../../src/lib/usage-store.ts'
+import { createRedisUsageStore } from '../../src/lib/redis-usage-store.ts'
+import { daysBetween, nextUtcDayStart, nextUtcMonthStart, parseUtcDay, utcDay, utcMonth } from '../../src/lib/usage-windows.ts'
+import { createChargeOf } from '../../src/lib/create-charge.ts'
+import { redisForTests } from '../helpers/redis.ts'
+
+const redis = await redisForTests()
+
+// 2026-03-31 23:00 UTC: one hour before both the day and the month end.
+const lateInMarch = Date.UTC(2026, 2, 31, 23, 0, 0)
+const charge = { creditsMilli: 9600, videoSeconds: 4 }
+const noLimits: AdmissionLimits = { maxConcurrentTasks: null, budget: null, staleMs: 60_000 }
+
+t.test('UTC windows', async (t) => {
+  t.equal(utcDay(lateInMarch), '2026-03-31')
+  t.equal(utcMonth(lateInMarch), '2026-03')
+  t.equal(nextUtcDayStart(lateInMarch), Date.UTC(2026, 3, 1))
+  t.equal(nextUtcMonthStart(lateInMarch), Date.UTC(2026, 3, 1))
+  t.equal(nextUtcMonthStart(Date.UTC(2026, 11, 15)), Date.UTC(2027, 0, 1), 'December rolls into the next year')
+  t.equal(parseUtcDay('2026-02-30'), null, 'no such day')
+  t.equal(parseUtcDay('2026-02-28'), Date.UTC(2026, 1, 28))
+  t.same(daysBetween(Date.UTC(2026, 1, 27), Date.UTC(2026, 2, 1)), ['2026-02-27', '2026-02-28', '2026-03-01'])
+})
+
+t.test('the charge of a create: video-seconds exact, credits estimated at the upstream\'s rates', async (t) => {
+  t.same(createChargeOf({}), { creditsMilli: 9600, videoSeconds: 4 }, '4 s of 720p with audio')
+  t.same(createChargeOf({ duration: 8, n: 2, quality: '4k', generate_audio: false }), { creditsMilli: 64000, videoSeconds: 16 })
+  t.same(createChargeOf({ generation_type: 'REFERENCE', duration: 4 }), { creditsMilli: 19200, videoSeconds: 8 }, 'REFERENCE is always 8 s')
+})
+
+function contract (name: string, makeStore: () => Promise<UsageStore>, skip: string | false): void {
+  t.test(`${name} usage store`, { skip }, async (t) => {
+    const tenant = () => `store-test-${randomUUID()}`
+
+    t.test('admission checks the concurrency cap, then frees slots as tasks finish or go stale', async (t) => {
+      const store = await makeStore()
+      const tenantId = tenant()
+      const limits = { ...noLimits, maxConcurrentTasks: 2 }
+      const first = await store.admit({ tenantId, token: 'a', charge, limits, now: lateInMarch })
+      const second = await store.admit({ tenantId, token: 'b', charge, limits, now: lateInMarch })
+      t.ok(first.admitted && second.admitted)
+      t.same(await store.admit({ tenantId, token: 'c', charge, limits, now: lateInMarch }), { admitted: false, reason: 'concurrency', limit: 2 })
+      if (!first.admitted || !second.admitted) return
+      await store.settle({ reservation: first.reservation, upstreamTaskId: 'task-1', creditsMilli: null, staleMs: 60_000, now: lateInMarch })
+      await store.release(second.reservation)
+      t.ok((await store.admit({ tenantId, token: 'd', charge, limits, now: lateInMarch })).admitted, 'a released reservation frees its slot')
+      t.same(await store.admit({ tenantId, token: 'e', charge, limits, now: lateInMarch }), { admitted: false, reason: 'concurrency', limit: 2 })
+      t.same(await store.finish({ tenantId, upstreamTaskId: 'task-1', outcome: 'completed', finalCreditsMilli: null, now: lateInMarch }), { first: true, creditsDeltaMilli: 0 })
+      t.ok((await store.admit({ tenantId, token: 'f', charge, limits, now: lateInMarch })).admitted, 'a finished task frees its slot')
+      t.same(await store.admit({ tenantId, token: 'g', charge, limits, now: lateInMarch + 59_999 }), { admitted: false, reason: 'concurrency', limit: 2 })
+      t.ok((await store.admit({ tenantId, token: 'h', charge, limits, now: lateInMarch + 60_000 })).admitted, 'past the stale bound, the slots are free')
+    })
+
+    t.test('budgets: a create that would pass one is refused, naming it and when it resets', async (t) => {
+      const store = await makeStore()
+      const tenantId = tenant()
+      const limits = { ...noLimits, budget: { creditsPerDay: 20, videoSecondsPerMonth: 100 } }
+      t.ok((await store.admit({ tenantId, token: 'a', charge, limits, now: lateInMarch })).admitted)
+      t.ok((await store.admit({ tenantId, token: 'b', charge, limits, now: lateInMarch })).admitted, '19.2 of 20 credits')
+      t.same(await store.admit({ tenantId, token: 'c', charge, limits, now: lateInMarch }),
+        { admitted: false, reason: 'budget', budget: 'creditsPerDay', limit: 20, resetsAt: Date.UTC(2026, 3, 1) })
+      const nextDay = Date.UTC(2026, 3, 1, 0, 0, 1)
+      t.ok((await store.admit({ tenantId, token: 'd', charge, limits, now: nextDay })).admitted, 'a new UTC day, a new daily budget')
+      const monthly = { ...noLimits, budget: { videoSecondsPerMonth: 8 } }
+      const other = tenant()
+      t.ok((await store.admit({ tenantId: other, token: 'a', charge, limits: monthly, now: lateInMarch })).admitted)
+      t.ok((await store.admit({ tenantId: other, token: 'b', charge, limits: monthly, now: lateInMarch })).admitted, 'exactly at the budget is within it')
+      t.same(await store.admit({ tenantId: other, token: 'c', charge, limits: monthly, now: lateInMarch }),
+        { admitted: false, reason: 'budget', budget: 'videoSecondsPerMonth', limit: 8, resetsAt: Date.UTC(2026, 3, 1) })
+    })
+
+    t.test('settle charges the upstream\'s figure, finish corrects it once, the report shows the day', async (t) => {
+      const store = await makeStore()
+      const tenantId = tenant()
+      const limits = { ...noLimits, budget: { creditsPerDay: 30 } }
+      const admission = await store.admit({ tenantId, token: 'a', charge, limits, now: lateInMarch })
+      if (!admission.admitted) return t.fail('not admitted')
+      t.same(await store.settle({ reservation: admission.reservation, upstreamTaskId: 'task-1', creditsMilli: 25_700, staleMs: 60_000, now: lateInMarch }), { creditsMilli: 25_700 })
+      t.same(await store.admit({ tenantId, token: 'b', charge, limits, now: lateInMarch }),
+        { admitted: false, reason: 'budget', budget: 'creditsPerDay', limit: 30, resetsAt: Date.UTC(2026, 3, 1) }, 'the settled 25.7, not the 9.6 estimate, counts')
+      const finishedNextDay = Date.UTC(2026, 3, 1, 1)
+      t.equal(await store.ownerOf('task-1'), tenantId, 'the task\'s owner is known (callbacks know only the upstream id)')
+      t.equal(await store.ownerOf(`task-${tenantId}`), null)
+      t.same(await store.finish({ tenantId, upstreamTaskId: 'task-1', outcome: 'completed', finalCreditsMilli: 20_000, now: finishedNextDay }), { first: true, creditsDeltaMilli: -5_700 })
+      t.same(await store.finish({ tenantId, upstreamTaskId: 'task-1', outcome: 'completed', finalCreditsMilli: 20_000, now: finishedNextDay }), { first: false, creditsDeltaMilli: 0 }, 'counted once')
+      t.ok((await store.admit({ tenantId, token: 'c', charge, limits, now: lateInMarch })).admitted, '20 + 9.6 fits in 30: the correction went to the create\'s day')
+      await store.countRequest({ tenantId, now: lateInMarch })
+      await store.countRequest({ tenantId, now: lateInMarch })
+      t.same(await store.report({ tenantId, days: ['2026-03-30', '2026-03-31', '2026-04-01'] }), [
+        { date: '2026-03-30', requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 },
+        { date: '2026-03-31', requests: 2, tasksCreated: 1, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 8, creditsMilli: 29_600 },
+        { date: '2026-04-01', requests: 0, tasksCreated: 0, tasksCompleted: 1, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 }
+      ], 'the open reservation (c) counts until settled; the completion counts on the day it was seen')
+    })
+
+    t.test('a failed task and an unknown one are counted once each', async (t) => {
+      const store = await makeStore()
+      const tenantId = tenant()
+      t.same(await store.finish({ tenantId, upstreamTaskId: 'never-seen', outcome: 'failed', finalCreditsMilli: 5000, now: lateInMarch }), { first: true, creditsDeltaMilli: 0 })
+      t.same(await store.finish({ tenantId, upstreamTaskId: 'never-seen', outcome: 'failed', finalCreditsMilli: 5000, now: lateInMarch }), { first: false, creditsDeltaMilli: 0 })
+      t.match(await store.report({ tenantId, days: ['2026-03-31'] }), [{ tasksFailed: 1, creditsMilli: 0 }])
+    })
+  })
+}
+
+contract('memory', async () => createMemoryUsageStore(), false)
+contract('Redis', async () => {
+  if ('skip' in redis) throw new Error('unreachable')
+  const client = new Redis(redis.url)
+  const nameSpace = `vg:test-usage:${randomUUID()}:`
+  t.teardown(async () => {
+    const keys = await client.keys(`${nameSpace}*`)
+    if (keys.length > 0) await client.del(...keys)
+    await client.quit()
+  })
+  return createRedisUsageStore({ redis: client, nameSpace })
+}, 'skip' in redis ? redis.skip : false)

@@ -1,0 +1,72 @@
+import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildTestApp, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
+import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
+import { redisForTests } from '../../helpers/redis.ts'
+
+const redis = await redisForTests()
+const skip = 'skip' in redis ? redis.skip : false
+
+/** Two gateway instances on the real Redis; the tenants' usage keys are deleted at the end. */
+async function twoInstances (t: Test, tenants: TestTenant[]) {
+  if ('skip' in redis) throw new Error('unreachable')
+  let clock = Date.now()
+  const now = () => clock
+  const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now })
+  const options = { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants, now, config: { redisUrl: redis.url } }
+  const first = await buildTestApp(t, options)
+  const second = await buildTestApp(t, options)
+  t.teardown(async () => {
+    const store = first.redis
+    if (store === null) return
+    const ids = new Set(tenants.map((tenant) => tenant.id))
+    const keys = (await Promise.all(tenants.map((tenant) => store.keys(`vg:usage:{${tenant.id}}:*`)))).flat()
+    const ownerKeys = await store.keys('vg:usage:owner:*')
+    const owners = ownerKeys.length === 0 ? [] : await store.mget(...ownerKeys)
+    keys.push(...ownerKeys.filter((_key, index) => ids.has(owners[index] ?? '')))
+    if (keys.length > 0) await store.del(...keys)
+  })
+  const create = (app: FastifyInstance, tenant: TestTenant) =>
+    app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: tenant.authorization }, payload: validBody })
+  return { upstream, first, second, create, advance (ms: number) { clock += ms } }
+}
+
+t.test('50 concurrent creates against a budget of 10, across two instances: exactly 10 admitted', { skip }, async (t) => {
+  // Each create is 4 video-seconds: 40 is exactly ten of them.
+  const acme = makeTenant('acme', { budget: { videoSecondsPerDay: 40 }, rateLimit: { max: 1000, timeWindow: 60_000 } })
+  const { upstream, first, second, create } = await twoInstances(t, [acme])
+  const answers = await Promise.all(Array.from({ length: 50 }, (_, index) => create(index % 2 === 0 ? first : second, acme)))
+  const admitted = answers.filter((answer) => answer.statusCode === 200)
+  const refused = answers.filter((answer) => answer.statusCode === 429)
+  t.equal(admitted.length, 10, 'exactly the budget')
+  t.equal(refused.length, 40)
+  t.same(new Set(refused.map((answer) => answer.json().error.code)), new Set(['budget_exceeded']))
+  t.equal(upstream.simulator.calls.create, 10, 'refused creates never reached the upstream')
+
+  const usage = await second.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
+  t.same(usage.json().total, { requests: 51, tasks_created: 10, tasks_completed: 0, tasks_failed: 0, video_seconds: 40, credits: 96 }, 'either instance reports the shared counters')
+  t.match(await first.metrics.registry.metrics(), /^vg_redis_up 1$/m, 'the Redis gauge')
+})
+
+t.test('50 concurrent creates against maxConcurrentTasks 10, across two instances: exactly 10 admitted', { skip }, async (t) => {
+  const acme = makeTenant('acme', { maxConcurrentTasks: 10, rateLimit: { max: 1000, timeWindow: 60_000 } })
+  const { upstream, first, second, create, advance } = await twoInstances(t, [acme])
+  const answers = await Promise.all(Array.from({ length: 50 }, (_, index) => create(index % 2 === 0 ? first : second, acme)))
+  const admitted = answers.filter((answer) => answer.statusCode === 200)
+  t.equal(admitted.length, 10)
+  t.same(new Set(answers.filter((answer) => answer.statusCode !== 200).map((answer) => answer.json().error.code)), new Set(['concurrency_limit_exceeded']))
+  t.equal(upstream.simulator.calls.create, 10)
+
+  // A task seen finished on one instance frees its slot for the other.
+  advance(100_000)
+  const id = admitted[0]?.json().id as string
+  const read = await second.inject({ method: 'GET', url: `/v1/tasks/${id}`, headers: { authorization: acme.authorization } })
+  t.equal(read.json().status, 'completed')
+  t.equal((await create(first, acme)).statusCode, 200, 'the slot is free on the other instance')
+  t.equal((await create(second, acme)).statusCode, 429)
+  // Read again, on both: counted once.
+  await first.inject({ method: 'GET', url: `/v1/tasks/${id}`, headers: { authorization: acme.authorization } })
+  await second.inject({ method: 'GET', url: `/v1/tasks/${id}/events`, headers: { authorization: acme.authorization } })
+  const usage = await first.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
+  t.match(usage.json().total, { tasks_created: 11, tasks_completed: 1 })
+})
