@@ -19,6 +19,8 @@ import idempotency from './plugins/app/idempotency.ts'
 import gracefulShutdown from './plugins/app/graceful-shutdown.ts'
 import taskIds from './plugins/app/task-ids.ts'
 import taskStatus from './plugins/app/task-status.ts'
+import webhooks from './plugins/app/webhooks.ts'
+import { parseDestinationPolicy, type LookupFunction } from './lib/webhook-destination.ts'
 import tenantAuth from './plugins/app/tenant-auth.ts'
 import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
 import requestLogging from './plugins/app/request-logging.ts'
@@ -27,6 +29,7 @@ import responseHeaders from './plugins/app/response-headers.ts'
 import swagger from './plugins/external/swagger.ts'
 import healthRoutes from './routes/health.ts'
 import v1Routes from './routes/v1/index.ts'
+import callbackRoutes from './routes/callbacks.ts'
 
 export interface BuildAppOptions {
   /** any configuration value; the rest come from ConfigSchema's defaults */
@@ -44,6 +47,8 @@ export interface BuildAppOptions {
   loggerInstance?: FastifyBaseLogger
   /** the clock (ms) of the in-memory task status cache; tests that move a simulator's clock pass the same one */
   now?: () => number
+  /** webhook deliveries: the clock of the retry schedule (tests move it instead of waiting minutes), a DNS lookup, a Redis key prefix */
+  webhooks?: { now?: () => number, lookup?: LookupFunction, keyPrefix?: string, pollIntervalMs?: number }
 }
 
 const minimumSecretLength = 32
@@ -79,6 +84,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     tenants = readTenantsFile(config.tenantsFile)
   }
   const registry = buildTenantRegistry(tenants)
+  let webhookPolicy
+  try {
+    webhookPolicy = parseDestinationPolicy(config.webhookAllowedDestinations)
+  } catch (error) {
+    throw new ConfigError((error as Error).message, { cause: error })
+  }
 
   const errorOptions = {
     bodyLimitBytes: config.bodyLimitBytes,
@@ -148,6 +159,15 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     now: options.now
   })
+  await app.register(webhooks, {
+    publicBaseUrl: config.publicBaseUrl,
+    policy: webhookPolicy,
+    maxAttempts: config.webhookMaxAttempts,
+    timeoutMs: config.webhookTimeoutMs,
+    registrationTtlMs: config.webhookRegistrationTtlMs,
+    tenants: registry.tenants,
+    ...options.webhooks
+  })
   await app.register(tenantAuth, {
     registry,
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
@@ -165,6 +185,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(cors)
   await app.register(swagger, { version: packageJson.version })
   await app.register(healthRoutes)
+  await app.register(callbackRoutes, { bodyLimitBytes: config.upstreamMaxResponseBytes })
   await app.register(v1Routes, {
     prefix: '/v1',
     taskEventsHeartbeatMs: config.taskEventsHeartbeatMs,

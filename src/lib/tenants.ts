@@ -21,6 +21,8 @@ export interface Tenant {
   readRateLimit: ResolvedRateLimit
   allowedOrigins: ReadonlySet<string> | null
   allowedModels: ReadonlySet<string> | null
+  /** Standard Webhooks `whsec_` secrets; empty: no webhooks for this tenant */
+  webhookSecrets: readonly string[]
 }
 
 export interface TenantRegistry {
@@ -67,7 +69,8 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
       rateLimit: resolveRateLimit(definition.rateLimit, defaultCreateRateLimit, `${where}.rateLimit`),
       readRateLimit: resolveRateLimit(definition.readRateLimit, defaultReadRateLimit, `${where}.readRateLimit`),
       allowedOrigins: definition.allowedOrigins === undefined ? null : new Set(definition.allowedOrigins),
-      allowedModels: definition.allowedModels === undefined ? null : new Set(definition.allowedModels)
+      allowedModels: definition.allowedModels === undefined ? null : new Set(definition.allowedModels),
+      webhookSecrets: definition.webhookSecrets ?? []
     }
     for (const keyHash of definition.keys) {
       if (byKeyHash.has(keyHash)) throw new TenantsFileError(`${where}.keys: a key hash is listed twice`)

@@ -14,7 +14,8 @@ export const TenantDefinition = Type.Object({
   rateLimit: Type.Optional(RateLimitPlan),
   readRateLimit: Type.Optional(RateLimitPlan),
   allowedOrigins: Type.Optional(Type.Array(Type.String({ pattern: '^https?://[^/\\s]+$' }), { description: 'Browser origins that get CORS headers for this tenant.' })),
-  allowedModels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Models this tenant may use; absent means all the gateway serves.' }))
+  allowedModels: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Models this tenant may use; absent means all the gateway serves.' })),
+  webhookSecrets: Type.Optional(Type.Array(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' }), { minItems: 1, description: 'Standard Webhooks secrets (`whsec_` + base64 of 24+ random bytes) that sign this tenant\'s webhooks. Each one signs every delivery (one `v1,` signature each), so adding a new secret before removing the old one rotates without a gap. Absent: `callback_url` is refused for this tenant.' }))
 }, { additionalProperties: false })
 
 export const TenantsFile = Type.Object({

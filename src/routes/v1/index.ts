@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import generationsRoute from './generations.ts'
 import tasksRoute from './tasks.ts'
 import taskEventsRoute from './task-events.ts'
+import webhooksRoute from './webhooks.ts'
 
 export interface V1RoutesOptions {
   taskEventsHeartbeatMs: number
@@ -14,4 +15,5 @@ export default async function v1Routes (fastify: FastifyInstance, options: V1Rou
   await fastify.register(generationsRoute)
   await fastify.register(tasksRoute)
   await fastify.register(taskEventsRoute, { heartbeatMs: options.taskEventsHeartbeatMs, maxStreamMs: options.taskEventsMaxMs })
+  await fastify.register(webhooksRoute)
 }
