@@ -34,6 +34,7 @@ export class CallbackSender {
   readonly #waiting = new Map<string, { url: string, timer: NodeJS.Timeout }>()
   readonly #retries = new Set<NodeJS.Timeout>()
   readonly #closing = new AbortController()
+  readonly #inFlight = new Set<Promise<void>>()
 
   constructor (options: CallbackSenderOptions) {
     this.#options = options
@@ -54,7 +55,12 @@ export class CallbackSender {
     if (status !== 'completed' && status !== 'failed') return
     clearTimeout(waiting.timer)
     this.#waiting.delete(task.id)
-    this.#send(task, waiting.url, 1).catch(() => {})
+    this.#start(task, waiting.url, 1)
+  }
+
+  /** Resolves when no callback call is in flight (retries waiting on their timer do not count). */
+  async idle (): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight])
   }
 
   close (): void {
@@ -69,6 +75,11 @@ export class CallbackSender {
     for (const { timer } of this.#waiting.values()) clearTimeout(timer)
     this.#waiting.clear()
     this.attempts.length = 0
+  }
+
+  #start (task: TaskRecord, url: string, attempt: number): void {
+    const sending = this.#send(task, url, attempt).catch(() => {}).finally(() => this.#inFlight.delete(sending))
+    this.#inFlight.add(sending)
   }
 
   async #send (task: TaskRecord, url: string, attempt: number): Promise<void> {
@@ -93,7 +104,7 @@ export class CallbackSender {
     if (delay === undefined || this.#closing.signal.aborted) return
     const timer = setTimeout(() => {
       this.#retries.delete(timer)
-      this.#send(task, url, attempt + 1).catch(() => {})
+      this.#start(task, url, attempt + 1)
     }, delay)
     timer.unref()
     this.#retries.add(timer)

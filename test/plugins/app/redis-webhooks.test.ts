@@ -85,8 +85,20 @@ t.test('Redis store: concurrent claims never hand out one attempt twice; a lease
   const [one, two] = clients.map((client) => createRedisWebhookStore({ redis: client, keyPrefix }))
   const now = 1_000_000
   const delivery = (id: string): Delivery => ({
-    id, tenantId: 'acme', taskId: 'scoped', upstreamTaskId: 'task-unified-1-aaaaaaaa', url: 'https://hooks.example.com', eventType: 'video.generation.task.completed',
-    payload: '{}', status: 'pending', attemptsInRound: 0, attempts: [], nextAttemptAt: now, failureReason: null, createdAt: now, updatedAt: now
+    id,
+    tenantId: 'acme',
+    taskId: 'scoped',
+    upstreamTaskId: 'task-unified-1-aaaaaaaa',
+    url: 'https://hooks.example.com',
+    eventType: 'video.generation.task.completed',
+    payload: '{}',
+    status: 'pending',
+    attemptsInRound: 0,
+    attempts: [],
+    nextAttemptAt: now,
+    failureReason: null,
+    createdAt: now,
+    updatedAt: now
   })
   const ids = Array.from({ length: 40 }, (_, i) => `msg_${i}`)
   for (const id of ids) await one!.save(delivery(id), 60_000)
