@@ -35,6 +35,7 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
       tags: [
         { name: 'Video Generation', description: 'Create video generation tasks' },
         { name: 'Tasks', description: 'Task status and results' },
+        { name: 'Webhooks', description: 'Deliveries to callback_url: attempts, retries, redelivery' },
         { name: 'Operations', description: 'Health and readiness' }
       ]
     }
