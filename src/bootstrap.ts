@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { ConfigError, gatewaySecrets, type Config } from './config.ts'
-import { generateTenantKey, readTenantsFile, tenantKeyHash } from './lib/tenants.ts'
+import { generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHash } from './lib/tenants.ts'
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { startSimulator } from './simulator/start.ts'
 
@@ -48,7 +48,7 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
     tenants = readTenantsFile(config.tenantsFile)
   } else {
     demoTenantKey = generateTenantKey()
-    demoWebhookSecret = 'whsec_' + randomBytes(32).toString('base64')
+    demoWebhookSecret = generateWebhookSecret()
     tenants = [{ id: 'demo', keys: [tenantKeyHash(demoTenantKey)], rateLimit: { max: 60, timeWindow: 60_000 }, webhookSecrets: [demoWebhookSecret] }]
   }
   return {

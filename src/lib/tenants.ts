@@ -45,6 +45,11 @@ export function generateTenantKey (): string {
   return 'vgk_' + randomBytes(32).toString('base64url')
 }
 
+/** A new Standard Webhooks signing secret: `whsec_` and base64 of 32 random bytes (both sides keep it). */
+export function generateWebhookSecret (): string {
+  return 'whsec_' + randomBytes(32).toString('base64')
+}
+
 function resolveRateLimit (plan: RateLimitPlan | undefined, fallback: ResolvedRateLimit, where: string): ResolvedRateLimit {
   if (plan === undefined) return fallback
   const timeWindowMs = typeof plan.timeWindow === 'number' ? plan.timeWindow : parseDuration(plan.timeWindow)
