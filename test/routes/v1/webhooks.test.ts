@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Webhook } from 'standardwebhooks'
 import type { FastifyInstance } from 'fastify'
-import { buildTestApp, expectedError, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
+import { buildTestApp, expectedError, logCollector, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { loopbackAllowList, manualClock, startReceiver, testWebhookSecret, type Receiver } from '../../helpers/webhooks.ts'
 import type { StartedSimulator } from '../../../src/simulator/start.ts'
@@ -16,6 +16,8 @@ interface Harness {
   acme: TestTenant
   other: TestTenant
   receiver: Receiver
+  /** every log line the gateway wrote */
+  logs: Array<Record<string, unknown>>
   /** creates a task with callback_url; returns its scoped id and the token the upstream was given */
   create (options?: { prompt?: string, url?: string }): Promise<{ taskId: string, callbackPath: string }>
   /** moves both clocks past the end of every task, so the upstream reports them finished */
@@ -30,16 +32,18 @@ interface Harness {
  * the token the upstream received: the retry schedule runs on the moved clock
  * through `app.webhooks.runDue()`, never on real minutes.
  */
-async function harness (t: Test): Promise<Harness> {
+async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Promise<Harness> {
   const clock = manualClock()
   const upstream = await startTestSimulator(t, { now: clock.now, taskDurationMs: 10_000, allowPrivateCallbackUrls: true })
-  const acme = makeTenant('acme', { webhookSecrets: [testWebhookSecret] })
+  const acme = makeTenant('acme', { webhookSecrets: options.acmeSecrets ?? [testWebhookSecret] })
+  const logs = logCollector()
   const other = makeTenant('other', { webhookSecrets: [testWebhookSecret] })
   const receiver = await startReceiver(t)
   const app = await buildTestApp(t, {
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, other],
+    logger: { level: 'info', stream: logs.stream },
     config: { publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList },
     // the task cache shares the simulator's clock; the worker's timer never finds anything due before the test moves it
     now: clock.now,
@@ -53,6 +57,7 @@ async function harness (t: Test): Promise<Harness> {
     acme,
     other,
     receiver,
+    logs: logs.lines,
     async create (options = {}) {
       const response = await app.inject({
         method: 'POST',
@@ -242,6 +247,39 @@ t.test('a forged upstream callback (bad token) is refused and delivers nothing',
   await h.app.webhooks.runDue()
   t.equal(h.receiver.received.length, 0)
   t.same((await h.deliveries(taskId)).json(), { data: [] })
+  const logged = JSON.stringify(h.logs)
+  t.notOk(logged.includes(callbackPath.split('/').at(-1)!), 'no token, real or forged, reaches the log')
+  t.ok(h.logs.some((line) => line.route === '/callbacks/evolink/:token' && line.status === 404), 'the refusals are logged by route')
+})
+
+t.test('the upstream callback: its body is not read, whatever its type; an oversized one is 413', async (t) => {
+  const h = await harness(t)
+  const { callbackPath } = await h.create()
+  h.finishTasks()
+  const plain = await h.app.inject({ method: 'POST', url: callbackPath, headers: { 'content-type': 'text/plain' }, payload: 'not json at all' })
+  t.equal(plain.statusCode, 200, plain.body)
+  const none = await h.app.inject({ method: 'POST', url: callbackPath })
+  t.equal(none.statusCode, 200, none.body)
+  const huge = await h.app.inject({ method: 'POST', url: callbackPath, headers: { 'content-type': 'application/json' }, payload: 'x'.repeat(1_048_577) })
+  t.equal(huge.statusCode, 413)
+  t.equal(huge.json().error.code, 'payload_too_large')
+  await h.app.webhooks.runDue()
+  t.equal(h.receiver.received.length, 1, 'one delivery for the three callbacks')
+})
+
+t.test('secret rotation: each of the tenant\'s secrets signs, so a receiver on either one verifies', async (t) => {
+  const newSecret = 'whsec_' + randomBytes(32).toString('base64')
+  const h = await harness(t, { acmeSecrets: [newSecret, testWebhookSecret] })
+  const { callbackPath } = await h.create()
+  h.finishTasks()
+  await h.callback(callbackPath)
+  await h.app.webhooks.runDue()
+  const [delivery] = h.receiver.received
+  t.match(delivery!.headers['webhook-signature'], /^v1,\S+ v1,\S+$/)
+  for (const secret of [newSecret, testWebhookSecret]) {
+    t.doesNotThrow(() => new Webhook(secret).verify(delivery!.body, delivery!.headers as Record<string, string>))
+  }
+  t.notOk(JSON.stringify(h.logs).includes(newSecret.slice(6)), 'no secret in the log')
 })
 
 t.test('a callback for a task the upstream does not report finished relays nothing (the body is not trusted)', async (t) => {
