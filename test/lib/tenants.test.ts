@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
-import { buildTenantRegistry, generateTenantKey, readTenantsFile, tenantKeyHash } from '../../src/lib/tenants.ts'
+import { buildTenantRegistry, generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHash } from '../../src/lib/tenants.ts'
 
 const hash = tenantKeyHash('key-one')
 
@@ -33,6 +33,16 @@ t.test('a bad tenants definition names what is wrong', async (t) => {
   t.throws(() => buildTenantRegistry([{ id: 'a', keys: ['plaintext-key'] }]), /tenants\[0\]\.keys\[0\] must match pattern/)
   t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], rateLimit: { max: 1, timeWindow: 'soonish' } }]), /tenants\[0\]\.rateLimit\.timeWindow: cannot read "soonish"/)
   t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], budget: 5 } as never]), /tenants\[0\] has an unknown field "budget"/)
+})
+
+t.test('webhook secrets: whsec_ and base64 of 24+ bytes; absent means none', async (t) => {
+  const secret = generateWebhookSecret()
+  t.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/)
+  t.same(buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: [secret] }]).tenants[0]!.webhookSecrets, [secret])
+  t.same(buildTenantRegistry([{ id: 'a', keys: [hash] }]).tenants[0]!.webhookSecrets, [])
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: ['not-a-secret'] }]), /tenants\[0\]\.webhookSecrets\[0\] must match pattern/)
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: ['whsec_c2hvcnQ='] }]), /tenants\[0\]\.webhookSecrets\[0\] must match pattern/, 'too short')
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: [] }]), /tenants\[0\]\.webhookSecrets/)
 })
 
 t.test('TENANTS_FILE errors name the variable and the file', async (t) => {
