@@ -19,8 +19,8 @@ import idempotency from './plugins/app/idempotency.ts'
 import gracefulShutdown from './plugins/app/graceful-shutdown.ts'
 import taskIds from './plugins/app/task-ids.ts'
 import taskStatus from './plugins/app/task-status.ts'
-import webhooks from './plugins/app/webhooks.ts'
-import { parseDestinationPolicy, type LookupFunction } from './lib/webhook-destination.ts'
+import webhooks, { type WebhooksOptions } from './plugins/app/webhooks.ts'
+import { parseDestinationPolicy } from './lib/webhook-destination.ts'
 import tenantAuth from './plugins/app/tenant-auth.ts'
 import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
 import requestLogging from './plugins/app/request-logging.ts'
@@ -47,8 +47,12 @@ export interface BuildAppOptions {
   loggerInstance?: FastifyBaseLogger
   /** the clock (ms) of the in-memory task status cache; tests that move a simulator's clock pass the same one */
   now?: () => number
-  /** webhook deliveries: the clock of the retry schedule (tests move it instead of waiting minutes), a DNS lookup, a Redis key prefix */
-  webhooks?: { now?: () => number, lookup?: LookupFunction, keyPrefix?: string, pollIntervalMs?: number }
+  /**
+   * Webhook relay: the clock of the retry schedule (tests move it instead of
+   * waiting minutes), the DNS lookup of destinations, the Redis key prefix, the
+   * queue's poll interval, and a listener for tasks whose end a callback announced.
+   */
+  webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'keyPrefix' | 'pollIntervalMs' | 'onTaskFinished'>
 }
 
 const minimumSecretLength = 32

@@ -37,6 +37,8 @@ export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWork
   let timer: NodeJS.Timeout | null = null
   let running: Promise<void> | null = null
   let again = false
+  // A Redis outage is logged once by the store plugin; the queue adds one line per outage, not one per poll.
+  let queueFailing = false
 
   async function attemptOne (id: string): Promise<void> {
     const delivery = await store.delivery(id)
@@ -114,8 +116,10 @@ export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWork
         again = false
         try {
           await drain()
+          queueFailing = false
         } catch (error) {
-          log.error({ err: error }, 'webhook queue could not be read')
+          if (!queueFailing) log.error({ err: error }, 'webhook queue could not be read; retrying every poll until it can')
+          queueFailing = true
         }
       } while (again && !stopping.signal.aborted)
     })().finally(() => {

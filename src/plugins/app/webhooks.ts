@@ -27,6 +27,20 @@ export interface WebhooksOptions {
   keyPrefix?: string
   /** how often the queue is polled for retries that came due (default 1000 ms) */
   pollIntervalMs?: number
+  /**
+   * Called once per task whose end an upstream callback announced and a task
+   * read confirmed (once across instances too: repeated callbacks do not call
+   * it again). The place for per-tenant bookkeeping of finished tasks, such as
+   * a concurrency count.
+   */
+  onTaskFinished?: (event: TaskFinishedEvent) => void
+}
+
+export interface TaskFinishedEvent {
+  tenantId: string
+  upstreamTaskId: string
+  /** `completed`, `failed`, … */
+  status: string
 }
 
 /** The path the upstream calls back on; the token is the only credential. */
@@ -63,6 +77,15 @@ function tokenHash (token: string): string {
 }
 
 const tokenPattern = /^[A-Za-z0-9_-]{43}$/
+
+/** The store failed (Redis down): 503 store_unavailable, so that callers (and the upstream's callback) retry. */
+async function fromStore<T> (operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation()
+  } catch (cause) {
+    throw gatewayError('store_unavailable', { cause, headers: { 'retry-after': '5' } })
+  }
+}
 const leaseMarginMs = 30_000
 
 function eventTypeOf (snapshot: TaskSnapshot): string {
@@ -93,11 +116,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   })
   const publicBaseUrl = options.publicBaseUrl.replace(/\/+$/, '')
 
-  /**
-   * A task ended (confirmed by a task read). Another issue adds per-tenant
-   * concurrency counting: its "task finished" call belongs here, next to the
-   * delivery, since this is the one place every callback-announced end passes.
-   */
+  /** A task ended (confirmed by a task read): its delivery is queued once, and `onTaskFinished` told once. */
   async function taskFinished (registration: CallbackRegistration, snapshot: TaskSnapshot, hash: string): Promise<void> {
     const payload = JSON.stringify({
       type: eventTypeOf(snapshot),
@@ -121,7 +140,14 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       createdAt: at,
       updatedAt: at
     }, options.registrationTtlMs)
-    if (created) worker.wake()
+    if (!created) return
+    worker.wake()
+    try {
+      options.onTaskFinished?.({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, status: String(snapshot.task.status) })
+    } catch (error) {
+      // The delivery is queued already: a failing listener must not make the upstream call back again.
+      fastify.log.error({ err: error, tenant: registration.tenantId }, 'onTaskFinished failed')
+    }
   }
 
   fastify.decorate('webhooks', {
@@ -141,28 +167,28 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       return {
         upstreamCallbackUrl: publicBaseUrl + callbackPathPrefix + token,
         async register (task) {
-          await store.saveRegistration(tokenHash(token), { tenantId: tenant.id, taskId: task.taskId, upstreamTaskId: task.upstreamTaskId, url, createdAt: now() }, options.registrationTtlMs)
+          await fromStore(async () => await store.saveRegistration(tokenHash(token), { tenantId: tenant.id, taskId: task.taskId, upstreamTaskId: task.upstreamTaskId, url, createdAt: now() }, options.registrationTtlMs))
         }
       }
     },
     async receiveCallback (token) {
       const hash = tokenPattern.test(token) ? tokenHash(token) : null
-      const registration = hash === null ? null : await store.registration(hash)
+      const registration = hash === null ? null : await fromStore(async () => await store.registration(hash))
       if (hash === null || registration === null) throw gatewayError('not_found', { args: ['Unknown callback.'] })
       const snapshot = await fastify.taskStatus.confirm(registration.upstreamTaskId)
       if (!snapshot.terminal) throw gatewayError('callback_task_not_finished')
-      await taskFinished(registration, snapshot, hash)
+      await fromStore(async () => { await taskFinished(registration, snapshot, hash) })
     },
     async deliveriesOfTask (tenantId, upstreamTaskId) {
-      const deliveries = await store.deliveriesOfTask(tenantId, upstreamTaskId)
+      const deliveries = await fromStore(async () => await store.deliveriesOfTask(tenantId, upstreamTaskId))
       return deliveries.sort((a, b) => a.createdAt - b.createdAt)
     },
     async redeliver (tenantId, deliveryId) {
-      const delivery = await store.delivery(deliveryId)
+      const delivery = await fromStore(async () => await store.delivery(deliveryId))
       if (delivery === null || delivery.tenantId !== tenantId) throw gatewayError('not_found', { args: ['Delivery not found.'], param: 'delivery_id' })
       const at = now()
       const again: Delivery = { ...delivery, status: 'pending', attemptsInRound: 0, nextAttemptAt: at, failureReason: null, updatedAt: at }
-      await store.save(again, options.registrationTtlMs)
+      await fromStore(async () => { await store.save(again, options.registrationTtlMs) })
       worker.wake()
       return again
     },

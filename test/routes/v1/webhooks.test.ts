@@ -18,6 +18,8 @@ interface Harness {
   receiver: Receiver
   /** every log line the gateway wrote */
   logs: Array<Record<string, unknown>>
+  /** what onTaskFinished was told */
+  finished: unknown[]
   /** creates a task with callback_url; returns its scoped id and the token the upstream was given */
   create (options?: { prompt?: string, url?: string }): Promise<{ taskId: string, callbackPath: string }>
   /** moves both clocks past the end of every task, so the upstream reports them finished */
@@ -37,6 +39,7 @@ async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Prom
   const upstream = await startTestSimulator(t, { now: clock.now, taskDurationMs: 10_000, allowPrivateCallbackUrls: true })
   const acme = makeTenant('acme', { webhookSecrets: options.acmeSecrets ?? [testWebhookSecret] })
   const logs = logCollector()
+  const finished: unknown[] = []
   const other = makeTenant('other', { webhookSecrets: [testWebhookSecret] })
   const receiver = await startReceiver(t)
   const app = await buildTestApp(t, {
@@ -47,7 +50,7 @@ async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Prom
     config: { publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList },
     // the task cache shares the simulator's clock; the worker's timer never finds anything due before the test moves it
     now: clock.now,
-    webhooks: { now: clock.now, pollIntervalMs: 3_600_000 }
+    webhooks: { now: clock.now, pollIntervalMs: 3_600_000, onTaskFinished: (event) => finished.push(event) }
   })
   await app.ready()
   return {
@@ -58,6 +61,7 @@ async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Prom
     other,
     receiver,
     logs: logs.lines,
+    finished,
     async create (options = {}) {
       const response = await app.inject({
         method: 'POST',
@@ -123,11 +127,12 @@ t.test('a finished task is relayed to the tenant, signed per Standard Webhooks, 
     t.equal(h.upstream.simulator.calls.task, before)
   })
 
-  t.test('the upstream calling back again (its retries) delivers nothing more', async (t) => {
+  t.test('the upstream calling back again (its retries) delivers nothing more, and the task is finished once', async (t) => {
     const again = await h.callback(callbackPath)
     t.equal(again.statusCode, 200)
     await h.app.webhooks.runDue()
     t.equal(h.receiver.received.length, 1)
+    t.same(h.finished, [{ tenantId: h.acme.id, upstreamTaskId: taskId.split('.')[0], status: 'completed' }])
   })
 
   t.test('a redelivery sends the same message again, with the same webhook-id', async (t) => {
@@ -287,6 +292,7 @@ t.test('a callback for a task the upstream does not report finished relays nothi
   const { taskId, callbackPath } = await h.create()
   const answer = await h.callback(callbackPath)
   t.equal(answer.statusCode, 409)
+  t.same(h.finished, [], 'not finished')
   t.same(answer.json(), expectedError('callback_task_not_finished', 'invalid_request_error', 'The task is not finished according to the video provider; nothing was relayed.', answer.json().error.request_id))
   await h.app.webhooks.runDue()
   t.equal(h.receiver.received.length, 0)
