@@ -17,6 +17,8 @@ export interface ReceivedWebhook {
 export interface Answer {
   status: number
   headers?: Record<string, string>
+  /** never answer (the connection stays open until the caller gives up or the receiver closes) */
+  hang?: boolean
 }
 
 export interface Receiver {
@@ -39,7 +41,7 @@ export async function startReceiver (t: HasTeardown): Promise<Receiver> {
     request.on('end', () => {
       received.push({ path: request.url ?? '', headers: request.headers, body: Buffer.concat(chunks).toString('utf8') })
       const answer = answers.shift() ?? { status: 200 }
-      response.writeHead(answer.status, answer.headers).end('ok')
+      if (answer.hang !== true) response.writeHead(answer.status, answer.headers).end('ok')
       for (const waiter of [...waiters]) {
         if (received.length >= waiter.count) {
           waiters.splice(waiters.indexOf(waiter), 1)

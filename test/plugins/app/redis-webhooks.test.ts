@@ -76,6 +76,49 @@ t.test('Redis mode: a gateway restart mid-retry loses nothing (registration, del
   t.equal(listed.json().data.length, 1)
 })
 
+t.test('Redis mode: an instance that goes away mid-attempt leaves the attempt to the next one, after its lease', { skip }, async (t) => {
+  if ('skip' in redis) return
+  const keyPrefix = uniquePrefix()
+  t.teardown(() => dropPrefix(redis.url, keyPrefix))
+  const clock = manualClock()
+  const upstream = await startTestSimulator(t, { now: clock.now, taskDurationMs: 10_000, allowPrivateCallbackUrls: true })
+  const acme = makeTenant('acme', { webhookSecrets: [testWebhookSecret] })
+  const receiver = await startReceiver(t)
+  const options = {
+    upstreamUrl: upstream.url,
+    upstreamKey: TEST_UPSTREAM_KEY,
+    tenants: [acme],
+    config: { redisUrl: redis.url, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, webhookTimeoutMs: 15_000 },
+    now: clock.now,
+    webhooks: { now: clock.now, keyPrefix, pollIntervalMs: 3_600_000 }
+  }
+  const first = await buildTestApp(t, options)
+  const created = await first.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: { ...validBody, callback_url: receiver.url } })
+  const taskId = created.json().id
+  const callbackPath = new URL((upstream.simulator.calls.log.at(-1)?.body as { callback_url: string }).callback_url).pathname
+  clock.advance(11_000)
+  receiver.answers.push({ status: 0, hang: true })
+  t.equal((await first.inject({ method: 'POST', url: callbackPath, payload: {} })).statusCode, 200)
+  const attempting = first.webhooks.runDue()
+  await receiver.receivedCount(1)
+  await first.close()
+  await attempting
+  t.equal(receiver.received.length, 1, 'the attempt was under way when the instance closed')
+
+  const second = await buildTestApp(t, options)
+  const listed = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
+  t.match(listed.json().data, [{ status: 'pending', attempts: [] }], 'the interrupted attempt is not recorded as made')
+  clock.advance(15_000 + 30_000 - 1)
+  await second.webhooks.runDue()
+  t.equal(receiver.received.length, 1, 'leased to the instance that went away')
+  clock.advance(1)
+  await second.webhooks.runDue()
+  t.equal(receiver.received.length, 2, 'made again once the lease ran out')
+  t.equal(receiver.received[1]!.headers['webhook-id'], receiver.received[0]!.headers['webhook-id'])
+  const after = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
+  t.match(after.json().data, [{ status: 'succeeded', attempts: [{ attempt: 1, response_status: 200 }] }])
+})
+
 t.test('Redis store: concurrent claims never hand out one attempt twice; a lease that runs out is claimed again', { skip }, async (t) => {
   if ('skip' in redis) return
   const keyPrefix = uniquePrefix()
