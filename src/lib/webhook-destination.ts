@@ -98,7 +98,7 @@ export function staticUrlProblem (value: string, policy: DestinationPolicy): str
  * (a listed hostname, or addresses all within listed ranges): the tests' and
  * the simulator mode's loopback receivers.
  */
-export async function destinationProblem (value: string, options: { policy: DestinationPolicy, lookup?: LookupFunction }): Promise<string | null> {
+export async function destinationProblem (value: string, options: { policy: DestinationPolicy, lookup?: LookupFunction, lookupTimeoutMs?: number }): Promise<string | null> {
   const { policy } = options
   const problem = staticUrlProblem(value, policy)
   if (problem !== null) return problem
@@ -110,7 +110,7 @@ export async function destinationProblem (value: string, options: { policy: Dest
     addresses = [host]
   } else {
     try {
-      addresses = (await lookupAll(options.lookup ?? (dnsLookup as unknown as LookupFunction), host)).map(({ address }) => address)
+      addresses = (await lookupAll(options.lookup ?? (dnsLookup as unknown as LookupFunction), host, options.lookupTimeoutMs ?? 5000)).map(({ address }) => address)
     } catch {
       return 'has a hostname that does not resolve'
     }
@@ -123,9 +123,15 @@ export async function destinationProblem (value: string, options: { policy: Dest
   return null
 }
 
-async function lookupAll (lookup: LookupFunction, hostname: string): Promise<LookupAddress[]> {
+/** A create must not wait on a slow resolver for long: past the deadline the name counts as unresolvable. */
+async function lookupAll (lookup: LookupFunction, hostname: string, timeoutMs: number): Promise<LookupAddress[]> {
   return await new Promise((resolve, reject) => {
-    lookup(hostname, { all: true }, (error, addresses) => { if (error === null) resolve(addresses); else reject(error) })
+    const timer = setTimeout(() => reject(new Error('DNS lookup timed out')), timeoutMs)
+    lookup(hostname, { all: true }, (error, addresses) => {
+      clearTimeout(timer)
+      if (error === null) resolve(addresses)
+      else reject(error)
+    })
   })
 }
 

@@ -80,7 +80,7 @@ export function createMemoryWebhookStore (options: { now: () => number, maxEntri
   const registrations = new LRUCache<string, CallbackRegistration>({ max, perf, ttlResolution: 0 })
   const deliveries = new LRUCache<string, Delivery>({ max, perf, ttlResolution: 0 })
   const byRegistration = new LRUCache<string, string>({ max, perf, ttlResolution: 0 })
-  const byTask = new Map<string, Set<string>>()
+  const byTask = new LRUCache<string, Set<string>>({ max, perf, ttlResolution: 0 })
   const due = new Map<string, number>()
   const copy = (delivery: Delivery): Delivery => structuredClone(delivery)
 
@@ -89,7 +89,7 @@ export function createMemoryWebhookStore (options: { now: () => number, maxEntri
     const taskKey = `${delivery.tenantId}\n${delivery.upstreamTaskId}`
     const ids = byTask.get(taskKey) ?? new Set()
     ids.add(delivery.id)
-    byTask.set(taskKey, ids)
+    byTask.set(taskKey, ids, { ttl: ttlMs })
     if (delivery.nextAttemptAt === null) due.delete(delivery.id)
     else due.set(delivery.id, delivery.nextAttemptAt)
   }
@@ -162,7 +162,9 @@ export function createRedisWebhookStore (options: { redis: Redis, keyPrefix?: st
       .pexpire(taskKey(delivery.tenantId, delivery.upstreamTaskId), ttlMs)
     if (delivery.nextAttemptAt === null) multi.zrem(dueKey, delivery.id)
     else multi.zadd(dueKey, delivery.nextAttemptAt, delivery.id)
-    await multi.exec()
+    const results = await multi.exec()
+    const failed = results?.find(([error]) => error !== null)
+    if (results === null || failed !== undefined) throw new Error('webhook store: saving a delivery failed', { cause: failed?.[0] })
   }
 
   async function read (id: string): Promise<Delivery | null> {

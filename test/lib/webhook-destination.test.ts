@@ -64,6 +64,8 @@ t.test('create-time check: every resolved address counts; http only to the allow
   t.equal(await destinationProblem('https://10.9.3.4/hook', { policy: allowing, lookup }), null, 'within an allow-listed range')
   t.equal(await destinationProblem('https://10.8.3.4/hook', { policy: allowing, lookup }), 'is a private address, which the gateway does not call', 'outside it')
   t.equal(await destinationProblem('https://[::1]/hook', { policy: allowing, lookup }), 'is a loopback address, which the gateway does not call', 'an IPv4 range does not allow IPv6 loopback')
+  const silent: LookupFunction = () => {}
+  t.equal(await destinationProblem('https://slow.example.com/hook', { policy: strict, lookup: silent, lookupTimeoutMs: 10 }), 'has a hostname that does not resolve', 'a resolver that never answers does not hold the create')
   t.throws(() => parseDestinationPolicy('10.0.0.0/99'), /WEBHOOK_ALLOWED_DESTINATIONS: "10.0.0.0\/99" is not a CIDR/)
 })
 
