@@ -33,6 +33,7 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
   if (config.evolinkApiKey !== '') {
     if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required with EVOLINK_API_KEY (see .env.example; `npm run tenant-key -- <tenant id>` makes a key)')
     if (gatewaySecrets(config).length === 0) throw new ConfigError('GATEWAY_SECRET is required with EVOLINK_API_KEY: it signs task ids, and every replica needs the same one')
+    if (config.publicBaseUrl !== '' && !config.publicBaseUrl.startsWith('https://')) throw new ConfigError('PUBLIC_BASE_URL must be https:// with EVOLINK_API_KEY: Evolink refuses other callback URLs')
     return { config, tenants: readTenantsFile(config.tenantsFile), mode: 'evolink', demoTenantKey: null, demoWebhookSecret: null, close: async () => {} }
   }
 

@@ -36,3 +36,11 @@ t.test('with a real upstream key nothing is changed', async (t) => {
   t.equal(runtime.config.publicBaseUrl, '')
   t.equal(runtime.demoWebhookSecret, null)
 })
+
+t.test('with a real upstream key PUBLIC_BASE_URL must be https (Evolink refuses other callback URLs)', async (t) => {
+  const dir = t.testdir({ 'tenants.json': JSON.stringify({ tenants: [] }) })
+  const config = resolveConfig({ evolinkApiKey: 'sk-evo-real', tenantsFile: `${dir}/tenants.json`, gatewaySecret: 'x'.repeat(40), publicBaseUrl: 'http://gw.example.com' })
+  await t.rejects(prepareRuntime(config, silent), { name: 'ConfigError', message: 'PUBLIC_BASE_URL must be https:// with EVOLINK_API_KEY: Evolink refuses other callback URLs' })
+  const https = await prepareRuntime({ ...config, publicBaseUrl: 'https://gw.example.com' }, silent)
+  t.equal(https.config.publicBaseUrl, 'https://gw.example.com')
+})
