@@ -103,3 +103,11 @@ t.test('SSRF at delivery: a name that resolved to a public address at create tim
     attempts: [{ attempt: 1, response_status: null, error: 'destination refused: webhook destination resolves to a loopback address, which the gateway does not call' }]
   })
 })
+
+t.test('a bad WEBHOOK_ALLOWED_DESTINATIONS stops start-up with a message naming it', async (t) => {
+  const upstream = await startTestSimulator(t)
+  await t.rejects(buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [], config: { webhookAllowedDestinations: '127.0.0.1/32,10.0.0.0/99' } }), {
+    name: 'ConfigError',
+    message: 'WEBHOOK_ALLOWED_DESTINATIONS: "10.0.0.0/99" is not a CIDR'
+  })
+})
