@@ -22,6 +22,8 @@ import taskStatus from './plugins/app/task-status.ts'
 import browserTokens from './plugins/app/browser-tokens.ts'
 import metrics from './plugins/app/metrics.ts'
 import tenantUsage from './plugins/app/tenant-usage.ts'
+import webhooks, { type WebhooksOptions } from './plugins/app/webhooks.ts'
+import { parseDestinationPolicy } from './lib/webhook-destination.ts'
 import tenantAuth from './plugins/app/tenant-auth.ts'
 import tenantRateLimit from './plugins/app/tenant-rate-limit.ts'
 import requestLogging from './plugins/app/request-logging.ts'
@@ -31,6 +33,7 @@ import swagger from './plugins/external/swagger.ts'
 import healthRoutes from './routes/health.ts'
 import demoRoutes from './routes/demo.ts'
 import v1Routes from './routes/v1/index.ts'
+import callbackRoutes from './routes/callbacks.ts'
 
 export interface BuildAppOptions {
   /** any configuration value; the rest come from ConfigSchema's defaults */
@@ -57,6 +60,12 @@ export interface BuildAppOptions {
   demoTenantId?: string
   /** the clock (ms) of budget windows, usage days and concurrency slot deadlines (default Date.now) */
   usageNow?: () => number
+  /**
+   * Webhook relay: the clock of the retry schedule (tests move it instead of
+   * waiting minutes), the DNS lookup of destinations, the Redis key prefix, the
+   * queue's poll interval, and a listener for tasks whose end a callback announced.
+   */
+  webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'keyPrefix' | 'pollIntervalMs' | 'onTaskFinished'>
 }
 
 const minimumSecretLength = 32
@@ -92,6 +101,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     tenants = readTenantsFile(config.tenantsFile)
   }
   const registry = buildTenantRegistry(tenants)
+  let webhookPolicy
+  try {
+    webhookPolicy = parseDestinationPolicy(config.webhookAllowedDestinations)
+  } catch (error) {
+    throw new ConfigError((error as Error).message, { cause: error })
+  }
 
   const errorOptions = {
     bodyLimitBytes: config.bodyLimitBytes,
@@ -164,6 +179,20 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   })
   await app.register(browserTokens, { secrets, registry, now: options.tokenNow })
   await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, now: options.usageNow })
+  await app.register(webhooks, {
+    publicBaseUrl: config.publicBaseUrl,
+    policy: webhookPolicy,
+    maxAttempts: config.webhookMaxAttempts,
+    timeoutMs: config.webhookTimeoutMs,
+    registrationTtlMs: config.webhookRegistrationTtlMs,
+    tenants: registry.tenants,
+    ...options.webhooks,
+    // A callback that announced a task's end frees its concurrency slot and counts it (once per task).
+    onTaskFinished: async (event) => {
+      await app.tenantUsage.taskFinished(event)
+      await options.webhooks?.onTaskFinished?.(event)
+    }
+  })
   await app.register(tenantAuth, {
     registry,
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
@@ -188,6 +217,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
       tokenRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
     })
   }
+  await app.register(callbackRoutes, { bodyLimitBytes: config.upstreamMaxResponseBytes })
   await app.register(v1Routes, {
     prefix: '/v1',
     taskEventsHeartbeatMs: config.taskEventsHeartbeatMs,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { ConfigError, gatewaySecrets, type Config } from './config.ts'
-import { generateTenantKey, readTenantsFile, tenantKeyHash } from './lib/tenants.ts'
+import { generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHash } from './lib/tenants.ts'
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { startSimulator } from './simulator/start.ts'
 
@@ -14,7 +14,16 @@ export interface Runtime {
   demoTenantKey: string | null
   /** simulator mode without TENANTS_FILE: the demo tenant, for whom the demo page gets tokens */
   demoTenantId: string | null
+  /** simulator mode without TENANTS_FILE: the demo tenant's webhook signing secret, to print once */
+  demoWebhookSecret: string | null
   close (): Promise<void>
+}
+
+/** The gateway's own address on loopback (empty with PORT=0: the port is not known before listening). */
+function loopbackBaseUrl (config: Config): string {
+  if (config.port === 0) return ''
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`
 }
 
 /**
@@ -26,20 +35,24 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
   if (config.evolinkApiKey !== '') {
     if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required with EVOLINK_API_KEY (see .env.example; `npm run tenant-key -- <tenant id>` makes a key)')
     if (gatewaySecrets(config).length === 0) throw new ConfigError('GATEWAY_SECRET is required with EVOLINK_API_KEY: it signs task ids, and every replica needs the same one')
-    return { config, tenants: readTenantsFile(config.tenantsFile), mode: 'evolink', demoTenantKey: null, demoTenantId: null, close: async () => {} }
+    if (config.publicBaseUrl !== '' && !config.publicBaseUrl.startsWith('https://')) throw new ConfigError('PUBLIC_BASE_URL must be https:// with EVOLINK_API_KEY: Evolink refuses other callback URLs')
+    return { config, tenants: readTenantsFile(config.tenantsFile), mode: 'evolink', demoTenantKey: null, demoTenantId: null, demoWebhookSecret: null, close: async () => {} }
   }
 
   const simulatorKey = 'sk-evo-sim-' + randomBytes(16).toString('hex')
-  const simulator = await startSimulator({ apiKey: simulatorKey, taskDurationMs: config.simulatorTaskDurationMs, host: '127.0.0.1', port: 0 })
+  // The simulator calls the gateway back on loopback, which the real upstream would refuse.
+  const simulator = await startSimulator({ apiKey: simulatorKey, taskDurationMs: config.simulatorTaskDurationMs, host: '127.0.0.1', port: 0, allowPrivateCallbackUrls: true })
   log.warn({ simulator: simulator.url }, 'EVOLINK_API_KEY is not set: SIMULATOR MODE, no real videos are made. Set EVOLINK_API_KEY to use Evolink.')
 
   let tenants: TenantDefinition[]
   let demoTenantKey: string | null = null
+  let demoWebhookSecret: string | null = null
   if (config.tenantsFile !== '') {
     tenants = readTenantsFile(config.tenantsFile)
   } else {
     demoTenantKey = generateTenantKey()
-    tenants = [{ id: 'demo', keys: [tenantKeyHash(demoTenantKey)], rateLimit: { max: 60, timeWindow: 60_000 } }]
+    demoWebhookSecret = generateWebhookSecret()
+    tenants = [{ id: 'demo', keys: [tenantKeyHash(demoTenantKey)], rateLimit: { max: 60, timeWindow: 60_000 }, webhookSecrets: [demoWebhookSecret] }]
   }
   return {
     config: {
@@ -47,12 +60,17 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
       evolinkApiKey: simulatorKey,
       evolinkBaseUrl: simulator.url,
       // Simulated tasks die with the process, so ids that die with it too are fine.
-      gatewaySecret: config.gatewaySecret === '' ? randomBytes(32).toString('base64url') : config.gatewaySecret
+      gatewaySecret: config.gatewaySecret === '' ? randomBytes(32).toString('base64url') : config.gatewaySecret,
+      // So that callback_url works end to end: the simulator calls the gateway on loopback,
+      // and the gateway may deliver to a receiver on this machine.
+      publicBaseUrl: config.publicBaseUrl === '' ? loopbackBaseUrl(config) : config.publicBaseUrl,
+      webhookAllowedDestinations: config.webhookAllowedDestinations === '' ? '127.0.0.0/8,::1/128' : config.webhookAllowedDestinations
     },
     tenants,
     mode: 'simulator',
     demoTenantKey,
     demoTenantId: demoTenantKey === null ? null : 'demo',
+    demoWebhookSecret,
     close: simulator.close
   }
 }

@@ -52,7 +52,13 @@ export const errorTable = {
     statusCode: 404,
     type: 'invalid_request_error',
     message: '%s',
-    description: 'Unknown route, or a task id that is unknown, forged or belongs to another tenant (never 403, so existence is not revealed); also the upstream\'s 404.'
+    description: 'Unknown route, or a task id or webhook delivery id that is unknown, forged or belongs to another tenant (never 403, so existence is not revealed); also the upstream\'s 404, and an upstream callback with an unknown token.'
+  },
+  callback_task_not_finished: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'The task is not finished according to the video provider; nothing was relayed.',
+    description: 'Answered to the upstream\'s callback (`POST /callbacks/evolink/{token}`) when a task read does not confirm that the task ended: the callback body is not trusted, and the upstream retries.'
   },
   request_timeout: {
     statusCode: 408,

@@ -24,11 +24,11 @@ export function loggerOptions (config: Pick<Config, 'logLevel' | 'evolinkApiKey'
     level: config.logLevel,
     // Exact paths only: wildcard paths made redaction cost ~4% of the gateway's CPU under load.
     redact: {
-      paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'apiKey', 'evolinkApiKey', 'gatewaySecret'],
+      paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'apiKey', 'evolinkApiKey', 'gatewaySecret', 'webhookSecrets', 'secrets'],
       censor: '[redacted]'
     },
     serializers: {
-      req: (request: { method: string, url: string, id: string }) => ({ method: request.method, url: request.url.split('?')[0], id: request.id }),
+      req: (request: { method: string, url: string, id: string }) => ({ method: request.method, url: scrub(request.url.split('?')[0] ?? ''), id: request.id }),
       err: (error: Error) => scrubStrings(stdSerializers.err(error), scrub) as ReturnType<typeof stdSerializers.err>
     }
   }

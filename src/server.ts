@@ -55,6 +55,7 @@ try {
       '',
       '  video-gateway is running on its built-in simulator (no real videos).',
       `  Demo tenant key: ${runtime.demoTenantKey}`,
+      `  Demo tenant webhook secret (verifies callback_url deliveries): ${runtime.demoWebhookSecret ?? ''}`,
       '',
       `  curl -s ${address}/v1/videos/generations -H "Authorization: Bearer ${runtime.demoTenantKey}" \\`,
       '    -H "Content-Type: application/json" -d \'{"model":"veo-3.1-fast-generate-preview","prompt":"A cat playing piano"}\'',

@@ -28,7 +28,7 @@ export type TaskRead = TaskSnapshot & {
  * claim in Redis). So however many clients poll one task, the upstream sees at
  * most about one read of it per `statusTtlMs`.
  */
-export function createTaskReader<Context> (options: TaskReaderOptions<Context>): { read (upstreamId: string, context?: Context): Promise<TaskRead> } {
+export function createTaskReader<Context> (options: TaskReaderOptions<Context>): { read (upstreamId: string, context?: Context): Promise<TaskRead>, refresh (upstreamId: string): Promise<TaskSnapshot> } {
   const { cache } = options
   const claimPollMs = options.claimPollMs ?? 20
   const inFlight = new Map<string, Promise<TaskSnapshot>>()
@@ -64,6 +64,8 @@ export function createTaskReader<Context> (options: TaskReaderOptions<Context>):
   }
 
   return {
+    // Past the cache and the claim: the caller has reason to think the cached status is stale.
+    async refresh (upstreamId) { return await fetchAndStore(upstreamId, undefined) },
     async read (upstreamId, context) {
       const cached = await cache.get(upstreamId)
       if (cached !== undefined) return { ...cached, source: 'hit' }

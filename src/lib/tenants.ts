@@ -24,7 +24,7 @@ export interface Tenant {
   /** whether the tenant's keys are accepted from browser pages on other origins */
   browserKeys: boolean
   /** creates per browser-token end user; null: no per-end-user limit */
-  endUserRateLimit: ResolvedRateLimit | null,
+  endUserRateLimit: ResolvedRateLimit | null
   /** tasks not yet seen finished at once; null: no cap */
   maxConcurrentTasks: number | null
   /** spending caps per UTC day and month; null: none */
@@ -32,6 +32,8 @@ export interface Tenant {
   maxN: number | null
   maxDuration: number | null
   allowedQualities: ReadonlySet<string> | null
+  /** Standard Webhooks `whsec_` secrets; empty: no webhooks for this tenant */
+  webhookSecrets: readonly string[]
 }
 
 export interface TenantRegistry {
@@ -55,6 +57,11 @@ export function tenantKeyHash (key: string): string {
 /** A new random tenant key: 32 bytes of entropy, prefixed so that leaks are easy to grep for. */
 export function generateTenantKey (): string {
   return 'vgk_' + randomBytes(32).toString('base64url')
+}
+
+/** A new Standard Webhooks signing secret: `whsec_` and base64 of 32 random bytes (both sides keep it). */
+export function generateWebhookSecret (): string {
+  return 'whsec_' + randomBytes(32).toString('base64')
 }
 
 function resolveRateLimit (plan: RateLimitPlan | undefined, fallback: ResolvedRateLimit, where: string): ResolvedRateLimit {
@@ -88,7 +95,8 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
       budget: definition.budget === undefined || Object.keys(definition.budget).length === 0 ? null : { ...definition.budget },
       maxN: definition.maxN ?? null,
       maxDuration: definition.maxDuration ?? null,
-      allowedQualities: definition.allowedQualities === undefined ? null : new Set(definition.allowedQualities)
+      allowedQualities: definition.allowedQualities === undefined ? null : new Set(definition.allowedQualities),
+      webhookSecrets: definition.webhookSecrets ?? []
     }
     for (const keyHash of definition.keys) {
       if (byKeyHash.has(keyHash)) throw new TenantsFileError(`${where}.keys: a key hash is listed twice`)

@@ -29,7 +29,8 @@ export const TenantDefinition = Type.Object({
   budget: Type.Optional(TenantBudget),
   maxN: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest `n` (videos per create) this tenant may ask for.' })),
   maxDuration: Type.Optional(Type.Integer({ minimum: 1, description: 'Longest `duration` (seconds) this tenant may ask for.' })),
-  allowedQualities: Type.Optional(Type.Array(Type.Enum(['720p', '1080p', '4k']), { minItems: 1, description: 'Qualities this tenant may ask for (the upstream default, 720p, counts when none is sent); absent means all.' }))
+  allowedQualities: Type.Optional(Type.Array(Type.Enum(['720p', '1080p', '4k']), { minItems: 1, description: 'Qualities this tenant may ask for (the upstream default, 720p, counts when none is sent); absent means all.' })),
+  webhookSecrets: Type.Optional(Type.Array(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' }), { minItems: 1, description: 'Standard Webhooks secrets (`whsec_` + base64 of 24+ random bytes) that sign this tenant\'s webhooks. Each one signs every delivery (one `v1,` signature each), so adding a new secret before removing the old one rotates without a gap. Absent: `callback_url` is refused for this tenant.' }))
 }, { additionalProperties: false })
 
 export const TenantsFile = Type.Object({

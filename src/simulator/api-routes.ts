@@ -41,6 +41,7 @@ export async function apiRoutes (app: FastifyInstance, ctx: SimulatorContext): P
     const result = ctx.validateCreate(request.body)
     if (!result.ok) return reply.code(result.rejection.status).send(result.rejection.body)
     const task = ctx.tasks.create(result.body as unknown as TaskInput)
+    if (typeof result.body.callback_url === 'string') ctx.callbacks.track(task, result.body.callback_url)
     return ctx.tasks.created(task)
   })
 
@@ -49,6 +50,7 @@ export async function apiRoutes (app: FastifyInstance, ctx: SimulatorContext): P
     if (!id.startsWith('task-unified-')) return reply.code(400).send(invalidTaskId())
     const task = ctx.tasks.get(id)
     if (task === undefined) return reply.code(404).send(taskNotFound())
+    ctx.callbacks.check(task)
     return ctx.tasks.view(task, baseUrlOf(request))
   })
 

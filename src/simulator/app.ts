@@ -9,6 +9,7 @@ import { FaultControl } from './faults.ts'
 import { TaskStore } from './tasks.ts'
 import type { SimulatorContext, SimulatorInstance, SimulatorOptions } from './types.ts'
 import { createBodyValidator } from './validation.ts'
+import { CallbackSender } from './callbacks.ts'
 
 export type { SimulatorInstance, SimulatorOptions } from './types.ts'
 export type { Fault, FaultRoute } from './faults.ts'
@@ -53,10 +54,19 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
   const calls = createCalls()
   const tasks = new TaskStore({ durationMs, now })
   const open = new OpenResponses()
+  const callbacks = new CallbackSender({
+    tasks,
+    baseUrl: () => {
+      const address = app.server.address()
+      return address !== null && typeof address === 'object' ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : 'http://127.0.0.1'
+    },
+    retryDelaysMs: options.callbackRetryDelaysMs
+  })
   const reset = (): void => {
     faults.clear()
     resetCalls(calls)
     tasks.clear()
+    callbacks.clear()
   }
   const ctx: SimulatorContext = {
     apiKey: options.apiKey,
@@ -65,7 +75,8 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
     calls,
     tasks,
     open,
-    validateCreate: createBodyValidator(VideoGenerationRequest, { models, deniedModels }),
+    validateCreate: createBodyValidator(VideoGenerationRequest, { models, deniedModels, allowPrivateCallbackUrls: options.allowPrivateCallbackUrls === true }),
+    callbacks,
     reset
   }
 
@@ -73,10 +84,11 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
   app.setNotFoundHandler((request, reply) => reply.code(404).send(notFound(`Unknown route: ${request.method} ${request.url.split('?')[0]}`)))
   app.addHook('preClose', (done) => {
     open.release()
+    callbacks.close()
     done()
   })
   await app.register(async (instance) => apiRoutes(instance, ctx))
   await app.register(async (instance) => controlRoutes(instance, ctx))
 
-  return { app, faults, calls, tasks, reset }
+  return { app, faults, calls, tasks, callbacks, reset }
 }

@@ -16,6 +16,8 @@ export async function main (env: NodeJS.ProcessEnv = process.env): Promise<Start
     port: intFromEnv(env, 'SIMULATOR_PORT', 4010),
     apiKey: env.SIMULATOR_API_KEY || 'sk-evo-simulator',
     taskDurationMs: intFromEnv(env, 'SIMULATOR_TASK_DURATION_MS', 20000),
+    // A gateway on this machine or a private network is called back only when asked for (the upstream refuses it).
+    allowPrivateCallbackUrls: env.SIMULATOR_ALLOW_PRIVATE_CALLBACK_URLS === '1' || env.SIMULATOR_ALLOW_PRIVATE_CALLBACK_URLS === 'true',
     logger: { level: env.LOG_LEVEL || 'info' }
   })
   const log = started.simulator.app.log

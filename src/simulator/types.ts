@@ -4,6 +4,7 @@ import type { SimulatorCalls } from './calls.ts'
 import type { TaskStore } from './tasks.ts'
 import type { OpenResponses } from './fault-responder.ts'
 import type { CreateBodyValidator } from './validation.ts'
+import type { CallbackSender } from './callbacks.ts'
 
 /** Options of {@link buildSimulator}. Only `apiKey` is required. */
 export interface SimulatorOptions {
@@ -17,6 +18,14 @@ export interface SimulatorOptions {
   deniedModels?: string[]
   /** Clock in ms since the epoch (default Date.now); inject one to drive task lifecycles in tests. */
   now?: () => number
+  /**
+   * Accept callback_url on loopback and private addresses, and over http (the
+   * real upstream refuses them): the gateway's own callback route in tests and
+   * in simulator mode.
+   */
+  allowPrivateCallbackUrls?: boolean
+  /** Waits before each callback retry (default 1 s, 2 s, 4 s, as the upstream). */
+  callbackRetryDelaysMs?: number[]
   /** Fastify logger option (default false). */
   logger?: FastifyServerOptions['logger']
 }
@@ -30,6 +39,8 @@ export interface SimulatorInstance {
   calls: SimulatorCalls
   /** The task store (read-only use intended). */
   tasks: TaskStore
+  /** Calls made to callback_url (`attempts`, oldest first). */
+  callbacks: CallbackSender
   /** Forgets faults, calls and tasks. */
   reset (): void
 }
@@ -46,5 +57,6 @@ export interface SimulatorContext {
   tasks: TaskStore
   open: OpenResponses
   validateCreate: CreateBodyValidator
+  callbacks: CallbackSender
   reset (): void
 }

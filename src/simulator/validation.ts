@@ -54,7 +54,7 @@ function describe (errors: TLocalizedValidationError[], properties: Record<strin
 
 const PRIVATE_V4 = [/^127\./, /^10\./, /^172\.(1[6-9]|2\d|3[01])\./, /^192\.168\./, /^169\.254\./, /^0\./]
 
-function callbackUrlProblem (value: string): string | undefined {
+function callbackUrlProblem (value: string, allowPrivate: boolean): string | undefined {
   if (value.length > 2048) return 'must be at most 2048 characters'
   let url: URL
   try {
@@ -62,6 +62,7 @@ function callbackUrlProblem (value: string): string | undefined {
   } catch {
     return 'must be a valid URL'
   }
+  if (allowPrivate) return url.protocol === 'https:' || url.protocol === 'http:' ? undefined : 'must use HTTPS'
   if (url.protocol !== 'https:') return 'must use HTTPS'
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase()
   const v6 = isIP(host) === 6
@@ -74,7 +75,7 @@ function callbackUrlProblem (value: string): string | undefined {
 }
 
 /** Rules the upstream documents beyond the schema: image counts per generation type, callback URL. */
-function semanticProblem (body: CreateBody): Rejection | undefined {
+function semanticProblem (body: CreateBody, allowPrivateCallbackUrls: boolean): Rejection | undefined {
   const images = Array.isArray(body.image_urls) ? body.image_urls.length : 0
   const type = body.generation_type
   if (type === 'FIRST&LAST' && (images < 1 || images > 2)) {
@@ -87,7 +88,7 @@ function semanticProblem (body: CreateBody): Rejection | undefined {
     return { status: 400, body: invalidRequest('Invalid parameter image_urls: more than 2 images require generation_type REFERENCE', 'image_urls') }
   }
   if (typeof body.callback_url === 'string') {
-    const problem = callbackUrlProblem(body.callback_url)
+    const problem = callbackUrlProblem(body.callback_url, allowPrivateCallbackUrls)
     if (problem !== undefined) return { status: 400, body: invalidRequest(`Invalid parameter callback_url: ${problem}`, 'callback_url') }
   }
   return undefined
@@ -98,6 +99,8 @@ export type CreateBodyValidator = (body: unknown) => { ok: true, body: CreateBod
 export interface CreateValidatorOptions {
   models: readonly string[]
   deniedModels: readonly string[]
+  /** see SimulatorOptions.allowPrivateCallbackUrls */
+  allowPrivateCallbackUrls?: boolean
 }
 
 /**
@@ -136,7 +139,7 @@ export function createBodyValidator (schema: TSchema, options: CreateValidatorOp
     if (!options.models.includes(valid.model)) {
       return { ok: false, rejection: { status: 400, body: invalidRequest(`Invalid parameter model: unsupported model ${valid.model}`, 'model') } }
     }
-    const problem = semanticProblem(valid)
+    const problem = semanticProblem(valid, options.allowPrivateCallbackUrls === true)
     if (problem !== undefined) return { ok: false, rejection: problem }
     return { ok: true, body: valid }
   }

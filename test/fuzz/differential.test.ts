@@ -35,7 +35,7 @@ function readmeRulesProblem (body: Record<string, unknown>): string | undefined 
     if (body.aspect_ratio !== undefined && body.aspect_ratio !== '16:9') return 'REFERENCE only 16:9'
   }
   if (body.resize_mode !== undefined && images === 0) return 'resize_mode only with images'
-  if (body.callback_url !== undefined) return 'callback_url not supported yet'
+  if (body.callback_url !== undefined) return 'callback_url needs PUBLIC_BASE_URL (unset here)'
   return undefined
 }
 

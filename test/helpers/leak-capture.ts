@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url'
  * tenant key made by makeTenant (all start with `vgk_test_`).
  */
 export const leakCaptureDir = fileURLToPath(new URL('../artifacts/leak-capture/', import.meta.url))
-export const canaryPatterns = [/sk-evo-test-upstream-key/, /vgk_test_/]
+// The last one is test/helpers/webhooks.ts's testWebhookSecret: tenant webhook secrets must not leak either.
+export const canaryPatterns = [/sk-evo-test-upstream-key/, /vgk_test_/, /MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/]
 
 const file = join(leakCaptureDir, `${process.pid}.ndjson`)
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
-import { buildTenantRegistry, generateTenantKey, readTenantsFile, tenantKeyHash } from '../../src/lib/tenants.ts'
+import { buildTenantRegistry, generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHash } from '../../src/lib/tenants.ts'
 
 const hash = tenantKeyHash('key-one')
 
@@ -46,6 +46,16 @@ t.test('limits beyond the request rate are resolved; absent means none', async (
   t.match(tenants[0], { maxConcurrentTasks: 3, budget: { creditsPerDay: 100.5, videoSecondsPerMonth: 600 }, maxN: 1, maxDuration: 6, allowedQualities: new Set(['720p']) })
   const { maxConcurrentTasks, budget, maxN, maxDuration, allowedQualities } = tenants[1] ?? {}
   t.strictSame({ maxConcurrentTasks, budget, maxN, maxDuration, allowedQualities }, { maxConcurrentTasks: null, budget: null, maxN: null, maxDuration: null, allowedQualities: null }, 'an empty budget is no budget')
+})
+
+t.test('webhook secrets: whsec_ and base64 of 24+ bytes; absent means none', async (t) => {
+  const secret = generateWebhookSecret()
+  t.match(secret, /^whsec_[A-Za-z0-9+/]{43}=$/)
+  t.same(buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: [secret] }]).tenants[0]!.webhookSecrets, [secret])
+  t.same(buildTenantRegistry([{ id: 'a', keys: [hash] }]).tenants[0]!.webhookSecrets, [])
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: ['not-a-secret'] }]), /tenants\[0\]\.webhookSecrets\[0\] must match pattern/)
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: ['whsec_c2hvcnQ='] }]), /tenants\[0\]\.webhookSecrets\[0\] must match pattern/, 'too short')
+  t.throws(() => buildTenantRegistry([{ id: 'a', keys: [hash], webhookSecrets: [] }]), /tenants\[0\]\.webhookSecrets/)
 })
 
 t.test('TENANTS_FILE errors name the variable and the file', async (t) => {

@@ -23,6 +23,11 @@ export interface TaskStatus {
   /** the task, from a fresh snapshot or one coalesced upstream read; `request` gets the upstream status for the access log if it leads */
   read (upstreamId: string, request?: FastifyRequest): Promise<TaskRead>
   /**
+   * The task's status confirmed: a cached finished task as it is, otherwise a
+   * fresh upstream read (stored for every reader). For callbacks, whose body is not trusted.
+   */
+  confirm (upstreamId: string): Promise<TaskSnapshot>
+  /**
    * Watches the task for one request (task-watcher.ts: a callback on every poll)
    * until the returned function is called; `gone` ends it when the client
    * leaves or the app closes (then the watch has already stopped).
@@ -70,6 +75,11 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
       const read = await reader.read(upstreamId, request)
       if (request !== undefined) request.taskCache = read.source
       return read
+    },
+    async confirm (upstreamId) {
+      const read = await reader.read(upstreamId)
+      if (read.terminal) return read
+      return read.source === 'miss' ? read : await reader.refresh(upstreamId)
     },
     follow (upstreamId, reply, listener) {
       const stopWatching = watcher.watch(upstreamId, listener)

@@ -38,6 +38,7 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
         { name: 'Browser tokens', description: 'Short-lived tokens for browser front-ends' },
         { name: 'Demo', description: 'The demo page\'s token (simulator mode only)' },
         { name: 'Usage', description: 'What the calling tenant has used, per day' },
+        { name: 'Webhooks', description: 'Deliveries to callback_url: attempts, retries, redelivery' },
         { name: 'Operations', description: 'Health and readiness' }
       ]
     }

@@ -39,7 +39,7 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['Video Generation'],
       summary: 'Create a video generation task',
-      description: 'Validates the body (schema, unknown fields, cross-field rules) and the tenant\'s caps (models, `n`, `duration`, `quality`: 403), admits it against the tenant\'s concurrency cap and budgets (429 `concurrency_limit_exceeded`, `budget_exceeded`) before any upstream call, then forwards it with the gateway\'s upstream key. Answers the upstream\'s task (status `pending`) with a tenant-scoped `id` to poll.',
+      description: 'Validates the body (schema, unknown fields, cross-field rules) and the tenant\'s caps (models, `n`, `duration`, `quality`: 403), admits it against the tenant\'s concurrency cap and budgets (429 `concurrency_limit_exceeded`, `budget_exceeded`) before any upstream call, then forwards it with the gateway\'s upstream key. Answers the upstream\'s task (status `pending`) with a tenant-scoped `id` to poll. With `callback_url`, the gateway itself is called back by the upstream and relays the end of the task to that URL, signed per Standard Webhooks and retried (README, "Webhooks").',
       operationId: 'createVideoGeneration',
       security: [{ tenantKey: [] }],
       headers: IdempotencyHeaders,
@@ -56,12 +56,9 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     const model = modelsById.get(body.model)
     if (model === undefined) throw gatewayError('invalid_request', { args: [`Unknown model "${body.model}".`], param: 'model' })
     model.checkRules(body as never)
-    if (body.callback_url !== undefined) {
-      throw gatewayError('invalid_request', {
-        args: ['callback_url is not supported by this gateway yet: poll GET /v1/tasks/{task_id} instead.'],
-        param: 'callback_url'
-      })
-    }
+    // The upstream gets the gateway's own callback URL; the tenant's is checked (SSRF) and kept here, and called, signed, by the gateway.
+    const callback = body.callback_url === undefined ? null : await fastify.webhooks.prepare(tenant, body.callback_url)
+    const upstreamBody = callback === null ? body : { ...body, callback_url: callback.upstreamCallbackUrl }
     // Reserve, call, settle. A browser token's narrowing and create cap first, then the tenant's
     // concurrency slot and budget: all taken before the upstream is called, all given back if it fails.
     const takeBackTokenCreate = await fastify.browserTokens.admitCreate(request, body)
@@ -69,7 +66,7 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     let task
     try {
       reservation = await fastify.tenantUsage.admit({ tenant, body, request })
-      const answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body, request })
+      const answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body: upstreamBody, request })
       task = readUpstreamTask(answer.body)
     } catch (error) {
       if (reservation !== undefined) await fastify.tenantUsage.release({ reservation, request })
@@ -77,7 +74,9 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
       throw error
     }
     await fastify.tenantUsage.settle({ tenant, body, reservation, task, request })
-    task.id = fastify.taskIds.scope(tenant.id, task.id)
+    const upstreamTaskId = task.id
+    task.id = fastify.taskIds.scope(tenant.id, upstreamTaskId)
+    if (callback !== null) await callback.register({ taskId: task.id, upstreamTaskId })
     return task
   })
 }

@@ -4,6 +4,7 @@ import tasksRoute from './tasks.ts'
 import taskEventsRoute from './task-events.ts'
 import tokensRoute from './tokens.ts'
 import usageRoute from './usage.ts'
+import webhooksRoute from './webhooks.ts'
 
 export interface V1RoutesOptions {
   taskEventsHeartbeatMs: number
@@ -23,4 +24,5 @@ export default async function v1Routes (fastify: FastifyInstance, options: V1Rou
   await fastify.register(tokensRoute)
   await fastify.register(taskEventsRoute, { heartbeatMs: options.taskEventsHeartbeatMs, maxStreamMs: options.taskEventsMaxMs })
   await fastify.register(usageRoute)
+  await fastify.register(webhooksRoute)
 }

@@ -33,6 +33,15 @@ t.test('/openapi.json describes the gateway from the route schemas', async (t) =
   t.same(events.tags, ['Tasks'])
   t.ok(events.responses['200'].content['text/event-stream'], 'the stream is documented as text/event-stream')
   t.same(Object.keys(events.responses).sort(), ['200', '204', '400', '401', '404', '429', '500', '502', '503', '504'])
+  const deliveries = spec.paths['/v1/webhooks/deliveries'].get
+  t.same(deliveries.tags, ['Webhooks'])
+  t.same(deliveries.security, [{ tenantKey: [] }])
+  t.same(deliveries.parameters.map((parameter: { in: string, name: string }) => `${parameter.in}:${parameter.name}`), ['query:task_id'])
+  t.same(Object.keys(deliveries.responses).sort(), ['200', '400', '401', '404', '429', '500', '503'])
+  const redeliver = spec.paths['/v1/webhooks/deliveries/{delivery_id}/redeliver'].post
+  t.same(redeliver.tags, ['Webhooks'])
+  t.same(Object.keys(redeliver.responses).sort(), ['202', '400', '401', '404', '429', '500', '503'])
+  t.notOk(spec.paths['/callbacks/evolink/{token}'], 'the upstream\'s callback route is not for tenants')
   t.ok(spec.paths['/healthz'] && spec.paths['/readyz'])
   t.notOk(spec.paths['/openapi.json'], 'the document itself is hidden')
   t.notMatch(response.body, TEST_UPSTREAM_KEY)

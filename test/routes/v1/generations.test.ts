@@ -89,7 +89,7 @@ t.test('POST /v1/videos/generations', async (t) => {
     ['REFERENCE with 9:16', { ...validBody, generation_type: 'REFERENCE', image_urls: ['https://a.example/1.png'], aspect_ratio: '9:16' }, 'aspect_ratio', /only supports aspect_ratio "16:9"/],
     ['REFERENCE with auto', { ...validBody, generation_type: 'REFERENCE', image_urls: ['https://a.example/1.png'], aspect_ratio: 'auto' }, 'aspect_ratio', /only supports aspect_ratio "16:9"/],
     ['resize_mode without images', { ...validBody, resize_mode: 'pad' }, 'resize_mode', /image-to-video only/],
-    ['callback_url (relay not built yet)', { ...validBody, callback_url: 'https://example.com/hook' }, 'callback_url', /callback_url is not supported/]
+    ['callback_url without PUBLIC_BASE_URL', { ...validBody, callback_url: 'https://example.com/hook' }, 'callback_url', /^callback_url is not available: this gateway has no PUBLIC_BASE_URL for the provider to call back\. Poll GET \/v1\/tasks\/\{task_id\} instead\.$/]
   ]
   for (const [name, body, param, message] of invalid) {
     t.test(`400 before any upstream call: ${name}`, async (t) => {
