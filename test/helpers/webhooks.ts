@@ -71,10 +71,4 @@ export function manualClock (start = Date.now()): { now: () => number, advance (
 }
 
 /** A free port on 127.0.0.1 (for a gateway whose PUBLIC_BASE_URL must be known before it listens). */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
+export { freePort } from './server-process.ts'

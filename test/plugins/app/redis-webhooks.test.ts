@@ -1,7 +1,8 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { Webhook } from 'standardwebhooks'
+import type { Config } from '../../../src/config.ts'
 import { buildTestApp, makeTenant, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { redisForTests } from '../../helpers/redis.ts'
@@ -26,10 +27,13 @@ async function dropPrefix (url: string, prefix: string): Promise<void> {
   }
 }
 
-t.test('Redis mode: a gateway restart mid-retry loses nothing (registration, delivery, its schedule, its webhook-id)', { skip }, async (t) => {
-  if ('skip' in redis) return
+/**
+ * A relay on the real Redis under a test's own key prefix: a simulator and
+ * gateways on one moved clock (the worker is only run by hand), a tenant, a receiver.
+ */
+async function relayOnRedis (t: Test, url: string, extraConfig: Partial<Config> = {}) {
   const keyPrefix = uniquePrefix()
-  t.teardown(() => dropPrefix(redis.url, keyPrefix))
+  t.teardown(() => dropPrefix(url, keyPrefix))
   const clock = manualClock()
   const upstream = await startTestSimulator(t, { now: clock.now, taskDurationMs: 10_000, allowPrivateCallbackUrls: true })
   const acme = makeTenant('acme', { webhookSecrets: [testWebhookSecret] })
@@ -38,10 +42,16 @@ t.test('Redis mode: a gateway restart mid-retry loses nothing (registration, del
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme],
-    config: { redisUrl: redis.url, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList },
+    config: { redisUrl: url, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, ...extraConfig },
     now: clock.now,
     webhooks: { now: clock.now, keyPrefix, pollIntervalMs: 3_600_000 }
   }
+  return { clock, upstream, acme, receiver, options }
+}
+
+t.test('Redis mode: a gateway restart mid-retry loses nothing (registration, delivery, its schedule, its webhook-id)', { skip }, async (t) => {
+  if ('skip' in redis) return
+  const { clock, upstream, acme, receiver, options } = await relayOnRedis(t, redis.url)
 
   // First instance: the task is created and then the instance goes away before the upstream calls back.
   const first = await buildTestApp(t, options)
@@ -78,20 +88,7 @@ t.test('Redis mode: a gateway restart mid-retry loses nothing (registration, del
 
 t.test('Redis mode: an instance that goes away mid-attempt leaves the attempt to the next one, after its lease', { skip }, async (t) => {
   if ('skip' in redis) return
-  const keyPrefix = uniquePrefix()
-  t.teardown(() => dropPrefix(redis.url, keyPrefix))
-  const clock = manualClock()
-  const upstream = await startTestSimulator(t, { now: clock.now, taskDurationMs: 10_000, allowPrivateCallbackUrls: true })
-  const acme = makeTenant('acme', { webhookSecrets: [testWebhookSecret] })
-  const receiver = await startReceiver(t)
-  const options = {
-    upstreamUrl: upstream.url,
-    upstreamKey: TEST_UPSTREAM_KEY,
-    tenants: [acme],
-    config: { redisUrl: redis.url, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, webhookTimeoutMs: 15_000 },
-    now: clock.now,
-    webhooks: { now: clock.now, keyPrefix, pollIntervalMs: 3_600_000 }
-  }
+  const { clock, upstream, acme, receiver, options } = await relayOnRedis(t, redis.url, { webhookTimeoutMs: 15_000 })
   const first = await buildTestApp(t, options)
   const created = await first.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: { ...validBody, callback_url: receiver.url } })
   const taskId = created.json().id
