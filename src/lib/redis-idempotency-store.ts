@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { doneRecord, inFlightRecord, outcomeOf, type IdempotencyLifetimes, type IdempotencyRecord, type IdempotencyStore } from './idempotency-store.ts'
+import { defineScript } from './redis-script.ts'
 
 /**
  * Idempotency records shared by every instance. The claim is one atomic
@@ -36,6 +37,8 @@ export interface RedisIdempotencyStoreOptions extends IdempotencyLifetimes {
 
 export function createRedisIdempotencyStore (options: RedisIdempotencyStoreOptions): IdempotencyStore {
   const { redis, nameSpace, ttlMs, lockTtlMs } = options
+  const completeClaim = defineScript(redis, { name: 'vgIdempotencyComplete', lua: completeScript, numberOfKeys: 1 })
+  const releaseClaim = defineScript(redis, { name: 'vgIdempotencyRelease', lua: releaseScript, numberOfKeys: 1 })
   return {
     async claim (key, fingerprint) {
       const redisKey = nameSpace + key
@@ -50,10 +53,10 @@ export function createRedisIdempotencyStore (options: RedisIdempotencyStoreOptio
     },
     async complete (claim, response) {
       const { f } = JSON.parse(claim.lock) as IdempotencyRecord
-      await redis.eval(completeScript, 1, nameSpace + claim.key, claim.lock, doneRecord(f, response), ttlMs)
+      await completeClaim(nameSpace + claim.key, claim.lock, doneRecord(f, response), ttlMs)
     },
     async release (claim) {
-      await redis.eval(releaseScript, 1, nameSpace + claim.key, claim.lock)
+      await releaseClaim(nameSpace + claim.key, claim.lock)
     }
   }
 }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import { budgetLimitInUnits, budgetNames, budgetResetsAt, taskChargeTtlMs, usageRetentionMs, type BudgetName, type UsageStore } from './usage-store.ts'
 import { utcDay, utcMonth } from './usage-windows.ts'
+import { defineScript } from './redis-script.ts'
 
 /**
  * The usage store shared by every instance. Keys of one tenant share the hash
@@ -20,6 +21,12 @@ import { utcDay, utcMonth } from './usage-windows.ts'
  * credits, video seconds, then four limits in budgetNames order (-1: none), day ttl, month ttl.
  * Answers {1} (admitted), {0, 'concurrency'}, or {0, <budget name>}.
  */
+// One request more in the day's hash, which lives for the retention period: one command, not MULTI/EXEC's four.
+const countRequestScript = `
+redis.call('HINCRBY', KEYS[1], 'requests', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`
+
 const admitScript = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local maxConcurrent = tonumber(ARGV[4])
@@ -100,6 +107,11 @@ const monthRetentionMs = usageRetentionMs + 31 * 24 * 60 * 60 * 1000
 
 export function createRedisUsageStore (options: { redis: Redis, nameSpace: string }): UsageStore {
   const { redis, nameSpace } = options
+  const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
+  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 4 })
+  const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
+  const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 3 })
+  const countRequest = defineScript(redis, { name: 'vgUsageCountRequest', lua: countRequestScript, numberOfKeys: 1 })
   const prefix = (tenantId: string): string => `${nameSpace}{${tenantId}}:`
   const keys = (tenantId: string, day: string, month: string): [string, string, string] =>
     [`${prefix(tenantId)}inflight`, `${prefix(tenantId)}day:${day}`, `${prefix(tenantId)}month:${month}`]
@@ -112,7 +124,7 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
         const limit = limits.budget?.[name]
         return limit === undefined ? -1 : budgetLimitInUnits(name, limit)
       })
-      const answer = await redis.eval(admitScript, 3, ...keys(tenantId, day, month),
+      const answer = await admit(...keys(tenantId, day, month),
         now, now + limits.staleMs, token, limits.maxConcurrentTasks ?? -1, charge.creditsMilli, charge.videoSeconds,
         ...budgetLimits, usageRetentionMs, monthRetentionMs) as [number, string?]
       if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge } }
@@ -124,20 +136,20 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
       // One round trip: the settlement, and (a key of its own, outside the tenant's slot) the task's owner.
-      const results = await redis.pipeline()
-        .eval(settleScript, 4, ...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
-          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs)
-        .set(`${nameSpace}owner:${upstreamTaskId}`, tenantId, 'PX', taskChargeTtlMs)
-        .exec()
-      const failure = results?.find(([error]) => error !== null)?.[0]
-      if (failure !== undefined && failure !== null) throw failure
+      // The settlement, and (a key of its own, outside the tenant's slot) the task's owner:
+      // sent together, so one round trip on the connection.
+      await Promise.all([
+        settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
+          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs),
+        redis.set(`${nameSpace}owner:${upstreamTaskId}`, tenantId, 'PX', taskChargeTtlMs)
+      ])
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
-      await redis.eval(releaseScript, 3, ...keys(tenantId, day, month), token, charge.creditsMilli, charge.videoSeconds)
+      await release(...keys(tenantId, day, month), token, charge.creditsMilli, charge.videoSeconds)
     },
     async finish ({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now }) {
-      const answer = await redis.eval(finishScript, 3, `${prefix(tenantId)}inflight`, `${prefix(tenantId)}task:${upstreamTaskId}`, `${prefix(tenantId)}day:${utcDay(now)}`,
+      const answer = await finish(`${prefix(tenantId)}inflight`, `${prefix(tenantId)}task:${upstreamTaskId}`, `${prefix(tenantId)}day:${utcDay(now)}`,
         upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs) as [number, number]
       return { first: answer[0] === 1, creditsDeltaMilli: answer[1] }
     },
@@ -146,7 +158,7 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
     },
     async countRequest ({ tenantId, now }) {
       const key = `${prefix(tenantId)}day:${utcDay(now)}`
-      await redis.multi().hincrby(key, 'requests', 1).pexpire(key, usageRetentionMs).exec()
+      await countRequest(key, usageRetentionMs)
     },
     async report ({ tenantId, days }) {
       const pipeline = redis.pipeline()

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import type { TaskSnapshot } from './task-snapshot.ts'
+import { defineScript } from './redis-script.ts'
 
 /**
  * Where task snapshots are kept between reads, keyed by the upstream task id.
@@ -48,6 +49,7 @@ const releaseScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redi
 export function createRedisTaskCache (options: { redis: Redis, keyPrefix?: string }): TaskCache {
   const { redis } = options
   const prefix = options.keyPrefix ?? 'vg:task:'
+  const releaseClaim = defineScript(redis, { name: 'vgTaskClaimRelease', lua: releaseScript, numberOfKeys: 1 })
   return {
     async get (upstreamId) {
       const stored = await redis.get(prefix + upstreamId).catch(() => null)
@@ -71,7 +73,7 @@ export function createRedisTaskCache (options: { redis: Redis, keyPrefix?: strin
         return noClaim
       }
       if (granted === null) return null
-      return { release: async () => { await redis.eval(releaseScript, 1, key, token).catch(() => {}) } }
+      return { release: async () => { await releaseClaim(key, token).catch(() => {}) } }
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
+import { defineScript } from './redis-script.ts'
 
 /**
  * Creates made under each browser token, for the token's `max_creates` cap:
@@ -28,12 +29,14 @@ return 0`
 export function redisTokenCreateCounter (options: { redis: Redis, keyPrefix?: string }): TokenCreateCounter {
   const { redis } = options
   const prefix = options.keyPrefix ?? 'vg:token-creates:'
+  const add = defineScript(redis, { name: 'vgTokenCreateAdd', lua: addScript, numberOfKeys: 1 })
+  const remove = defineScript(redis, { name: 'vgTokenCreateRemove', lua: removeScript, numberOfKeys: 1 })
   return {
     async add (tokenId, expiresAtMs) {
-      return Number(await redis.eval(addScript, 1, prefix + tokenId, String(expiresAtMs)))
+      return Number(await add(prefix + tokenId, expiresAtMs))
     },
     async remove (tokenId) {
-      await redis.eval(removeScript, 1, prefix + tokenId)
+      await remove(prefix + tokenId)
     }
   }
 }

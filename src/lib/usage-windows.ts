@@ -3,12 +3,22 @@
  * calendar month. Keys are their ISO names (`2026-11-23`, `2026-11`), so
  * that every instance, whatever its time zone, counts into the same ones.
  */
+const msPerDay = 86_400_000
+// Asked several times per request (counters, budgets): the day's name is made once per day, not per call.
+let lastDayNumber = Number.NaN
+let lastDayName = ''
+
 export function utcDay (nowMs: number): string {
-  return new Date(nowMs).toISOString().slice(0, 10)
+  const dayNumber = Math.floor(nowMs / msPerDay)
+  if (dayNumber !== lastDayNumber) {
+    lastDayName = new Date(nowMs).toISOString().slice(0, 10)
+    lastDayNumber = dayNumber
+  }
+  return lastDayName
 }
 
 export function utcMonth (nowMs: number): string {
-  return new Date(nowMs).toISOString().slice(0, 7)
+  return utcDay(nowMs).slice(0, 7)
 }
 
 /** ms since the epoch of the next UTC midnight */

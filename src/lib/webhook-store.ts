@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
+import { defineScript } from './redis-script.ts'
 
 /** What the gateway remembers of a task created with `callback_url`, under the hash of its callback token. */
 export interface CallbackRegistration {
@@ -147,6 +148,7 @@ export function createRedisWebhookStore (options: { redis: Redis, keyPrefix?: st
   const { redis } = options
   const prefix = options.keyPrefix ?? 'vg:webhook:'
   const dueKey = `${prefix}due`
+  const claim = defineScript(redis, { name: 'vgWebhookClaimDue', lua: claimScript, numberOfKeys: 1 })
   const taskKey = (tenantId: string, upstreamTaskId: string): string => `${prefix}task:${tenantId}:${upstreamTaskId}`
   const parse = <T>(text: string | null): T | null => {
     if (text === null) return null
@@ -200,7 +202,7 @@ export function createRedisWebhookStore (options: { redis: Redis, keyPrefix?: st
     },
     save: store,
     async claimDue (nowMs, leaseMs, limit) {
-      return await redis.eval(claimScript, 1, dueKey, String(nowMs), String(nowMs + leaseMs), String(limit)) as string[]
+      return await claim(dueKey, nowMs, nowMs + leaseMs, limit) as string[]
     },
     async nextDueAt () {
       const [, score] = await redis.zrange(dueKey, 0, 0, 'WITHSCORES')
