@@ -36,7 +36,10 @@ async function redisStorePlugin (fastify: FastifyInstance, options: RedisStoreOp
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     // A Redis that stops answering without closing the connection must not hold requests either.
-    commandTimeout: 1000
+    commandTimeout: 1000,
+    // Commands issued in the same tick (a create's settle and its owner record, many requests'
+    // counts under load) leave in one write: each write to a socket is a syscall.
+    enableAutoPipelining: true
   })
   // Every reconnect attempt of an outage emits 'error': the tracker logs the first only.
   const outage = createOutageTracker({ dependency: 'redis', log: fastify.log, policy: options.outagePolicy ?? 'requests that need it fail' })
