@@ -28,9 +28,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1`
 
 const admitScript = `
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local maxConcurrent = tonumber(ARGV[4])
-if maxConcurrent >= 0 and redis.call('ZCARD', KEYS[1]) >= maxConcurrent then return {0, 'concurrency'} end
+if maxConcurrent >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+  if redis.call('ZCARD', KEYS[1]) >= maxConcurrent then return {0, 'concurrency'} end
+end
 local credits = tonumber(ARGV[5])
 local seconds = tonumber(ARGV[6])
 local checks = {
@@ -46,8 +48,10 @@ for i, check in ipairs(checks) do
     if used + check[3] > limit then return {0, check[4]} end
   end
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2] - ARGV[1])
+if maxConcurrent >= 0 then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2] - ARGV[1])
+end
 for i = 2, 3 do
   redis.call('HINCRBY', KEYS[i], 'credits_milli', credits)
   redis.call('HINCRBY', KEYS[i], 'video_seconds', seconds)
@@ -57,14 +61,17 @@ return {1}`
 
 /**
  * KEYS: inflight, day, month, task. ARGV: token, upstream id, stale deadline,
- * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms.
+ * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms,
+ * holds a slot (1: the tenant has a concurrency cap, so the task moves from token to id in the set).
  * (Deadlines are scores on the gateway's clock; key expiries are relative, on
  * Redis's: the set outlives its newest member.)
  */
 const settleScript = `
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
+if ARGV[10] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+end
 redis.call('HINCRBY', KEYS[2], 'created', 1)
 redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
 redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
@@ -127,7 +134,7 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
       const answer = await admit(...keys(tenantId, day, month),
         now, now + limits.staleMs, token, limits.maxConcurrentTasks ?? -1, charge.creditsMilli, charge.videoSeconds,
         ...budgetLimits, usageRetentionMs, monthRetentionMs) as [number, string?]
-      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge } }
+      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, holdsSlot: limits.maxConcurrentTasks !== null } }
       if (answer[1] === 'concurrency') return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks ?? 0 }
       const budget = answer[1] as BudgetName
       return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now) }
@@ -140,7 +147,7 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
       // sent together, so one round trip on the connection.
       await Promise.all([
         settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
-          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs),
+          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0),
         redis.set(`${nameSpace}owner:${upstreamTaskId}`, tenantId, 'PX', taskChargeTtlMs)
       ])
       return { creditsMilli: charged }

@@ -32,6 +32,11 @@ export interface Reservation {
   day: string
   month: string
   charge: CreateCharge
+  /**
+   * Whether the task holds a slot in the tenant's in-flight set: only for a tenant with
+   * `maxConcurrentTasks`. Without a cap nothing reads the set, so nothing is kept in it.
+   */
+  holdsSlot: boolean
 }
 
 export type Admission =
@@ -153,8 +158,9 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
 
   return {
     async admit ({ tenantId, token, charge, limits, now }) {
-      const slots = slotsOf(tenantId, now)
-      if (limits.maxConcurrentTasks !== null && slots.size >= limits.maxConcurrentTasks) {
+      const holdsSlot = limits.maxConcurrentTasks !== null
+      const slots = holdsSlot ? slotsOf(tenantId, now) : null
+      if (slots !== null && limits.maxConcurrentTasks !== null && slots.size >= limits.maxConcurrentTasks) {
         return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks }
       }
       const day = utcDay(now)
@@ -173,18 +179,20 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
         const [spent, cost] = used[name]
         if (spent + cost > budgetLimitInUnits(name, limit)) return { admitted: false, reason: 'budget', budget: name, limit, resetsAt: budgetResetsAt(name, now) }
       }
-      slots.set(token, now + limits.staleMs)
+      slots?.set(token, now + limits.staleMs)
       today.creditsMilli += charge.creditsMilli
       today.videoSeconds += charge.videoSeconds
       thisMonth.creditsMilli += charge.creditsMilli
       thisMonth.videoSeconds += charge.videoSeconds
-      return { admitted: true, reservation: { tenantId, token, day, month, charge } }
+      return { admitted: true, reservation: { tenantId, token, day, month, charge, holdsSlot } }
     },
     async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now }) {
       const { tenantId, day, month, charge } = reservation
-      const slots = slotsOf(tenantId, now)
-      slots.delete(reservation.token)
-      slots.set(upstreamTaskId, now + staleMs)
+      if (reservation.holdsSlot) {
+        const slots = slotsOf(tenantId, now)
+        slots.delete(reservation.token)
+        slots.set(upstreamTaskId, now + staleMs)
+      }
       const charged = creditsMilli ?? charge.creditsMilli
       const delta = charged - charge.creditsMilli
       const counters = dayOf(tenantId, day)

@@ -54,6 +54,20 @@ function contract (name: string, makeStore: () => Promise<UsageStore>, skip: str
       t.ok((await store.admit({ tenantId, token: 'h', charge, limits, now: lateInMarch + 60_000 })).admitted, 'past the stale bound, the slots are free')
     })
 
+    t.test('a tenant without a cap holds no slots (nothing would read them)', async (t) => {
+      const store = await makeStore()
+      const tenantId = tenant()
+      for (const token of ['u1', 'u2', 'u3']) {
+        const admission = await store.admit({ tenantId, token, charge, limits: noLimits, now: lateInMarch })
+        t.ok(admission.admitted)
+        if (admission.admitted) await store.settle({ reservation: admission.reservation, upstreamTaskId: `task-${token}`, creditsMilli: null, staleMs: 60_000, now: lateInMarch })
+      }
+      // A cap set later (a config change) counts the tasks created under it, not the three above.
+      const capped = await store.admit({ tenantId, token: 'c1', charge, limits: { ...noLimits, maxConcurrentTasks: 1 }, now: lateInMarch })
+      t.ok(capped.admitted, 'the uncapped tasks took no slot')
+      t.same(await store.admit({ tenantId, token: 'c2', charge, limits: { ...noLimits, maxConcurrentTasks: 1 }, now: lateInMarch }), { admitted: false, reason: 'concurrency', limit: 1 })
+    })
+
     t.test('budgets: a create that would pass one is refused, naming it and when it resets', async (t) => {
       const store = await makeStore()
       const tenantId = tenant()
