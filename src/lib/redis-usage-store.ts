@@ -21,10 +21,15 @@ import { defineScript } from './redis-script.ts'
  * credits, video seconds, then four limits in budgetNames order (-1: none), day ttl, month ttl.
  * Answers {1} (admitted), {0, 'concurrency'}, or {0, <budget name>}.
  */
-// One request more in the day's hash, which lives for the retention period: one command, not MULTI/EXEC's four.
+// One request more in the day's hash (and its end user's, ARGV[2], when a browser token made it),
+// which lives for the retention period: one command, not MULTI/EXEC's four.
 const countRequestScript = `
 redis.call('HINCRBY', KEYS[1], 'requests', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('HINCRBY', ARGV[2], 'requests', 1)
+  redis.call('PEXPIRE', ARGV[2], ARGV[1])
+end
 return 1`
 
 const admitScript = `
@@ -62,7 +67,9 @@ return {1}`
 /**
  * KEYS: inflight, day, month, task. ARGV: token, upstream id, stale deadline,
  * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms,
- * holds a slot (1: the tenant has a concurrency cap, so the task moves from token to id in the set).
+ * holds a slot (1: the tenant has a concurrency cap, so the task moves from token to id in the set),
+ * the end user's ledger prefix ('' : none), video seconds, day ttl. The ledger prefix is kept in the
+ * task's hash, so that its end is counted for the end user too.
  * (Deadlines are scores on the gateway's clock; key expiries are relative, on
  * Redis's: the set outlives its newest member.)
  */
@@ -76,6 +83,14 @@ redis.call('HINCRBY', KEYS[2], 'created', 1)
 redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
 redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
 redis.call('HSET', KEYS[4], 'day', ARGV[6], 'month', ARGV[7], 'credits_milli', ARGV[5])
+if ARGV[11] ~= '' then
+  local userDay = ARGV[11] .. 'day:' .. ARGV[6]
+  redis.call('HINCRBY', userDay, 'created', 1)
+  redis.call('HINCRBY', userDay, 'video_seconds', ARGV[12])
+  redis.call('HINCRBY', userDay, 'credits_milli', ARGV[5])
+  redis.call('PEXPIRE', userDay, ARGV[13])
+  redis.call('HSET', KEYS[4], 'end_user', ARGV[11])
+end
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
 return 1`
 
@@ -90,7 +105,7 @@ return 1`
 
 /**
  * KEYS: inflight, task, today. ARGV: upstream id, outcome field, final credits (-1: unknown),
- * task ttl, key prefix of the tenant (for the create's day and month), day ttl.
+ * task ttl, key prefix of the tenant (for the create's day and month), day ttl, today's name.
  * Answers {first (0/1), credits delta}.
  */
 const finishScript = `
@@ -99,6 +114,11 @@ if redis.call('HSETNX', KEYS[2], 'finished', '1') == 0 then return {0, 0} end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
+local userPrefix = redis.call('HGET', KEYS[2], 'end_user')
+if userPrefix then
+  redis.call('HINCRBY', userPrefix .. 'day:' .. ARGV[7], ARGV[2], 1)
+  redis.call('PEXPIRE', userPrefix .. 'day:' .. ARGV[7], ARGV[6])
+end
 local final = tonumber(ARGV[3])
 local charged = redis.call('HGET', KEYS[2], 'credits_milli')
 if final < 0 or not charged then return {1, 0} end
@@ -107,6 +127,7 @@ if delta ~= 0 then
   redis.call('HINCRBY', ARGV[5] .. 'day:' .. redis.call('HGET', KEYS[2], 'day'), 'credits_milli', delta)
   redis.call('HINCRBY', ARGV[5] .. 'month:' .. redis.call('HGET', KEYS[2], 'month'), 'credits_milli', delta)
   redis.call('HSET', KEYS[2], 'credits_milli', final)
+  if userPrefix then redis.call('HINCRBY', userPrefix .. 'day:' .. redis.call('HGET', KEYS[2], 'day'), 'credits_milli', delta) end
 end
 return {1, delta}`
 
@@ -120,6 +141,8 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
   const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 3 })
   const countRequest = defineScript(redis, { name: 'vgUsageCountRequest', lua: countRequestScript, numberOfKeys: 1 })
   const prefix = (tenantId: string): string => `${nameSpace}{${tenantId}}:`
+  // In the tenant's hash slot ({tenant}), beside its own days.
+  const userPrefix = (tenantId: string, endUser: string | null | undefined): string => endUser == null ? '' : `${prefix(tenantId)}user:${endUser}:`
   const keys = (tenantId: string, day: string, month: string): [string, string, string] =>
     [`${prefix(tenantId)}inflight`, `${prefix(tenantId)}day:${day}`, `${prefix(tenantId)}month:${month}`]
 
@@ -139,7 +162,7 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
       const budget = answer[1] as BudgetName
       return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now) }
     },
-    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now }) {
+    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser }) {
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
       // One round trip: the settlement, and (a key of its own, outside the tenant's slot) the task's owner.
@@ -147,7 +170,8 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
       // sent together, so one round trip on the connection.
       await Promise.all([
         settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
-          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0),
+          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
+          userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs),
         redis.set(`${nameSpace}owner:${upstreamTaskId}`, tenantId, 'PX', taskChargeTtlMs)
       ])
       return { creditsMilli: charged }
@@ -157,19 +181,21 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
     },
     async finish ({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now }) {
       const answer = await finish(`${prefix(tenantId)}inflight`, `${prefix(tenantId)}task:${upstreamTaskId}`, `${prefix(tenantId)}day:${utcDay(now)}`,
-        upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs) as [number, number]
+        upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs, utcDay(now)) as [number, number]
       return { first: answer[0] === 1, creditsDeltaMilli: answer[1] }
     },
     async ownerOf (upstreamTaskId) {
       return await redis.get(`${nameSpace}owner:${upstreamTaskId}`)
     },
-    async countRequest ({ tenantId, now }) {
-      const key = `${prefix(tenantId)}day:${utcDay(now)}`
-      await countRequest(key, usageRetentionMs)
+    async countRequest ({ tenantId, now, endUser }) {
+      const day = utcDay(now)
+      const user = userPrefix(tenantId, endUser)
+      await countRequest(`${prefix(tenantId)}day:${day}`, usageRetentionMs, user === '' ? '' : `${user}day:${day}`)
     },
-    async report ({ tenantId, days }) {
+    async report ({ tenantId, days, endUser }) {
+      const ledger = endUser == null ? prefix(tenantId) : userPrefix(tenantId, endUser)
       const pipeline = redis.pipeline()
-      for (const day of days) pipeline.hgetall(`${prefix(tenantId)}day:${day}`)
+      for (const day of days) pipeline.hgetall(`${ledger}day:${day}`)
       const results = await pipeline.exec()
       return days.map((date, index) => {
         const [error, fields] = results?.[index] ?? [new Error('no answer'), null]

@@ -58,8 +58,12 @@ export interface UsageDay {
 
 export interface UsageStore {
   admit (options: { tenantId: string, token: string, charge: CreateCharge, limits: AdmissionLimits, now: number }): Promise<Admission>
-  /** the upstream created the task: its id takes the slot, its credits (null: it did not say) replace the estimate; answers the credits charged */
-  settle (options: { reservation: Reservation, upstreamTaskId: string, creditsMilli: number | null, staleMs: number, now: number }): Promise<{ creditsMilli: number }>
+  /**
+   * The upstream created the task: its id takes the slot, its credits (null: it did not say)
+   * replace the estimate; answers the credits charged. With `endUser` (a browser token's), the
+   * create is also counted in that end user's ledger, and so is the task's end.
+   */
+  settle (options: { reservation: Reservation, upstreamTaskId: string, creditsMilli: number | null, staleMs: number, now: number, endUser?: string | null }): Promise<{ creditsMilli: number }>
   /** the create failed: slot and charge are given back */
   release (reservation: Reservation): Promise<void>
   /**
@@ -71,8 +75,9 @@ export interface UsageStore {
   finish (options: { tenantId: string, upstreamTaskId: string, outcome: TaskOutcome, finalCreditsMilli: number | null, now: number }): Promise<{ first: boolean, creditsDeltaMilli: number }>
   /** the tenant whose create made this upstream task (known for taskChargeTtlMs after it), or null */
   ownerOf (upstreamTaskId: string): Promise<string | null>
-  countRequest (options: { tenantId: string, now: number }): Promise<void>
-  report (options: { tenantId: string, days: readonly string[] }): Promise<UsageDay[]>
+  countRequest (options: { tenantId: string, now: number, endUser?: string | null }): Promise<void>
+  /** the tenant's days, or (with `endUser`) that end user's part of them */
+  report (options: { tenantId: string, days: readonly string[], endUser?: string | null }): Promise<UsageDay[]>
 }
 
 /** How long usage counters are kept: a report may look back this far. */
@@ -100,10 +105,20 @@ interface DayCounters {
 
 interface TaskCharge {
   tenantId: string
+  /** the browser token's end user who created it, if one did */
+  endUser?: string
   day: string
   month: string
   creditsMilli: number
   finished: boolean
+}
+
+/**
+ * The ledger an end user's counters are kept under, beside the tenant's own
+ * (end user ids are `[A-Za-z0-9._:@-]`, so no tenant id or day can collide with it).
+ */
+export function endUserLedger (tenantId: string, endUser: string): string {
+  return `${tenantId}/end-user/${endUser}`
 }
 
 const emptyDay = (): DayCounters => ({ requests: 0, created: 0, completed: 0, failed: 0, videoSeconds: 0, creditsMilli: 0 })
@@ -186,7 +201,7 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       thisMonth.videoSeconds += charge.videoSeconds
       return { admitted: true, reservation: { tenantId, token, day, month, charge, holdsSlot } }
     },
-    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now }) {
+    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser }) {
       const { tenantId, day, month, charge } = reservation
       if (reservation.holdsSlot) {
         const slots = slotsOf(tenantId, now)
@@ -199,7 +214,13 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       counters.created += 1
       counters.creditsMilli += delta
       monthOf(tenantId, month).creditsMilli += delta
-      tasks.set(`${tenantId}\n${upstreamTaskId}`, { tenantId, day, month, creditsMilli: charged, finished: false })
+      tasks.set(`${tenantId}\n${upstreamTaskId}`, { tenantId, day, month, creditsMilli: charged, finished: false, ...(endUser == null ? {} : { endUser }) })
+      if (endUser != null) {
+        const userDay = dayOf(endUserLedger(tenantId, endUser), day)
+        userDay.created += 1
+        userDay.videoSeconds += charge.videoSeconds
+        userDay.creditsMilli += charged
+      }
       owners.set(upstreamTaskId, tenantId)
       return { creditsMilli: charged }
     },
@@ -218,9 +239,12 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       // A task created before a restart (or by an older version) is still counted once.
       tasks.set(key, { ...(task ?? { tenantId, day: utcDay(now), month: utcMonth(now), creditsMilli: finalCreditsMilli ?? 0 }), finished: true })
       dayOf(tenantId, utcDay(now))[outcome] += 1
+      const ledger = task?.endUser === undefined ? null : endUserLedger(tenantId, task.endUser)
+      if (ledger !== null) dayOf(ledger, utcDay(now))[outcome] += 1
       if (task === undefined || finalCreditsMilli === null) return { first: true, creditsDeltaMilli: 0 }
       const delta = finalCreditsMilli - task.creditsMilli
       dayOf(tenantId, task.day).creditsMilli += delta
+      if (ledger !== null) dayOf(ledger, task.day).creditsMilli += delta
       monthOf(tenantId, task.month).creditsMilli += delta
       tasks.set(key, { ...task, creditsMilli: finalCreditsMilli, finished: true })
       return { first: true, creditsDeltaMilli: delta }
@@ -228,12 +252,15 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
     async ownerOf (upstreamTaskId) {
       return owners.get(upstreamTaskId) ?? null
     },
-    async countRequest ({ tenantId, now }) {
-      dayOf(tenantId, utcDay(now)).requests += 1
+    async countRequest ({ tenantId, now, endUser }) {
+      const day = utcDay(now)
+      dayOf(tenantId, day).requests += 1
+      if (endUser != null) dayOf(endUserLedger(tenantId, endUser), day).requests += 1
     },
-    async report ({ tenantId, days: wanted }) {
+    async report ({ tenantId, days: wanted, endUser }) {
+      const ledger = endUser == null ? tenantId : endUserLedger(tenantId, endUser)
       return wanted.map((date) => {
-        const counters = days.get(`${tenantId}\n${date}`) ?? emptyDay()
+        const counters = days.get(`${ledger}\n${date}`) ?? emptyDay()
         return {
           date,
           requests: counters.requests,

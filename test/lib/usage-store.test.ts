@@ -54,6 +54,28 @@ function contract (name: string, makeStore: () => Promise<UsageStore>, skip: str
       t.ok((await store.admit({ tenantId, token: 'h', charge, limits, now: lateInMarch + 60_000 })).admitted, 'past the stale bound, the slots are free')
     })
 
+    t.test('an end user\'s part: requests, creates, video-seconds, credits and task ends, in its own ledger', async (t) => {
+      const store = await makeStore()
+      const tenantId = tenant()
+      const day = utcDay(lateInMarch)
+      await store.countRequest({ tenantId, now: lateInMarch, endUser: 'alice' })
+      await store.countRequest({ tenantId, now: lateInMarch })
+      for (const [token, endUser] of [['a1', 'alice'], ['b1', 'bob'], ['k1', null]] as const) {
+        const admission = await store.admit({ tenantId, token, charge, limits: noLimits, now: lateInMarch })
+        if (admission.admitted) await store.settle({ reservation: admission.reservation, upstreamTaskId: `task-${token}`, creditsMilli: 5000, staleMs: 60_000, now: lateInMarch, endUser })
+      }
+      await store.finish({ tenantId, upstreamTaskId: 'task-a1', outcome: 'completed', finalCreditsMilli: 4000, now: lateInMarch })
+      await store.finish({ tenantId, upstreamTaskId: 'task-k1', outcome: 'failed', finalCreditsMilli: null, now: lateInMarch })
+      const [alice] = await store.report({ tenantId, days: [day], endUser: 'alice' })
+      t.same(alice, { date: day, requests: 1, tasksCreated: 1, tasksCompleted: 1, tasksFailed: 0, videoSeconds: charge.videoSeconds, creditsMilli: 4000 }, 'corrected to the final credits too')
+      const [bob] = await store.report({ tenantId, days: [day], endUser: 'bob' })
+      t.same(bob, { date: day, requests: 0, tasksCreated: 1, tasksCompleted: 0, tasksFailed: 0, videoSeconds: charge.videoSeconds, creditsMilli: 5000 })
+      const [whole] = await store.report({ tenantId, days: [day] })
+      t.same(whole, { date: day, requests: 2, tasksCreated: 3, tasksCompleted: 1, tasksFailed: 1, videoSeconds: 3 * charge.videoSeconds, creditsMilli: 14000 }, 'the tenant\'s own days hold everyone')
+      const [nobody] = await store.report({ tenantId, days: [day], endUser: 'carol' })
+      t.same(nobody, { date: day, requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 })
+    })
+
     t.test('a tenant without a cap holds no slots (nothing would read them)', async (t) => {
       const store = await makeStore()
       const tenantId = tenant()

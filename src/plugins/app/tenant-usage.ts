@@ -52,7 +52,8 @@ export interface TenantUsage {
   /** the clock of usage days and budget windows (ms) */
   now (): number
   /** per-day counters of one tenant (throws store_unavailable if Redis fails) */
-  report (options: { tenantId: string, days: readonly string[] }): Promise<UsageDay[]>
+  /** the tenant's days, or with `endUser` that end user's part (browser tokens' creates and requests) */
+  report (options: { tenantId: string, days: readonly string[], endUser?: string | null }): Promise<UsageDay[]>
 }
 
 declare module 'fastify' {
@@ -128,7 +129,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       fastify.metrics.videoSecondsOrdered(tenant.id, charge.videoSeconds)
       if (reservation === null) return
       try {
-        await store.settle({ reservation, upstreamTaskId: task.id, creditsMilli: creditsOf(task), staleMs: options.staleMs, now: now() })
+        await store.settle({ reservation, upstreamTaskId: task.id, creditsMilli: creditsOf(task), staleMs: options.staleMs, now: now(), endUser: request.browserToken?.endUser })
       } catch (error) {
         // The task exists upstream: failing the answer now would only make the client create it again.
         request.log.error({ err: error, upstreamTaskId: task.id }, 'usage store failed to settle a create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
@@ -183,7 +184,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
     if (request.tenant === null) return
     // Not awaited: a request is not held up by its own count. Commands on one
     // connection run in order, so anything this instance reads later sees it.
-    store.countRequest({ tenantId: request.tenant.id, now: now() }).catch((error: unknown) => {
+    store.countRequest({ tenantId: request.tenant.id, now: now(), endUser: request.browserToken?.endUser }).catch((error: unknown) => {
       request.log.debug({ err: error }, 'usage store failed to count a request')
     })
   })

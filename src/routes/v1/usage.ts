@@ -18,7 +18,8 @@ const dayPattern = '^\\d{4}-\\d{2}-\\d{2}$'
 
 export const UsageQuery = Type.Object({
   from: Type.Optional(Type.String({ pattern: dayPattern, description: 'First UTC day (YYYY-MM-DD), inclusive. Default: 29 days before `to`.' })),
-  to: Type.Optional(Type.String({ pattern: dayPattern, description: `Last UTC day (YYYY-MM-DD), inclusive. Default: today. At most ${maxUsageDays} days from \`from\`.` }))
+  to: Type.Optional(Type.String({ pattern: dayPattern, description: `Last UTC day (YYYY-MM-DD), inclusive. Default: today. At most ${maxUsageDays} days from \`from\`.` })),
+  end_user: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:@-]{1,128}$', description: 'Only this end user\'s part: the requests and creates made with browser tokens minted for that `end_user`, and the ends of those tasks.' }))
 }, { additionalProperties: false })
 
 const usageCounters = {
@@ -33,6 +34,7 @@ const usageCounters = {
 const UsageReport = Type.Object({
   object: Type.Literal('usage'),
   tenant: Type.String({ description: 'The calling tenant\'s id.' }),
+  end_user: Type.Optional(Type.String({ description: 'The end user the report is limited to, when one was asked for.' })),
   from: Type.String(),
   to: Type.String(),
   data: Type.Array(Type.Object({ date: Type.String({ description: 'UTC day, YYYY-MM-DD.' }), ...usageCounters }, { additionalProperties: false }), { description: 'One entry per day of the range, oldest first, zeros included.' }),
@@ -64,7 +66,7 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['Usage'],
       summary: 'The calling tenant\'s usage per UTC day',
-      description: `Requests, tasks created, completed and failed, video-seconds and credits, per UTC day from \`from\` to \`to\` (inclusive, at most ${maxUsageDays} days; default the last ${defaultUsageDays}). Only the calling tenant's own usage, ever. Counters are kept 400 days.`,
+      description: `Requests, tasks created, completed and failed, video-seconds and credits, per UTC day from \`from\` to \`to\` (inclusive, at most ${maxUsageDays} days; default the last ${defaultUsageDays}). Only the calling tenant's own usage, ever. Counters are kept 400 days. With \`end_user\`, the part of that end user (browser tokens minted with that \`end_user\`): which of the tenant's users spent what.`,
       operationId: 'getUsage',
       security: [{ tenantKey: [] }],
       querystring: UsageQuery,
@@ -81,7 +83,8 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     if ((toMs - fromMs) / dayMs + 1 > maxUsageDays) {
       throw gatewayError('invalid_request', { args: [`The range may span at most ${maxUsageDays} days.`], param: 'from' })
     }
-    const days = await fastify.tenantUsage.report({ tenantId: tenant.id, days: daysBetween(fromMs, toMs) })
+    const endUser = request.query.end_user ?? null
+    const days = await fastify.tenantUsage.report({ tenantId: tenant.id, days: daysBetween(fromMs, toMs), endUser })
     const data = days.map((day) => ({ date: day.date, ...present(day) }))
     const total = present(days.reduce<UsageDay>((sum, day) => ({
       date: '',
@@ -93,7 +96,7 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
       creditsMilli: sum.creditsMilli + day.creditsMilli
     }), { date: '', requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 }))
     reply.header('cache-control', 'private, no-store')
-    return { object: 'usage' as const, tenant: tenant.id, from: utcDay(fromMs), to: utcDay(toMs), data, total }
+    return { object: 'usage' as const, tenant: tenant.id, ...(endUser === null ? {} : { end_user: endUser }), from: utcDay(fromMs), to: utcDay(toMs), data, total }
   })
 }
 

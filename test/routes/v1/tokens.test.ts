@@ -260,3 +260,28 @@ t.test('tokens spend the tenant\'s budget; a create the budget refuses does not 
   t.equal((await createDated()).statusCode, 200, 'the second of two: the refused one was not counted')
   t.equal((await createDated()).statusCode, 403, 'and now the token\'s cap is used up')
 })
+
+t.test('which end user spent what: GET /v1/usage?end_user=', async (t) => {
+  const upstream = await startTestSimulator(t, { taskDurationMs: 50 })
+  const web = makeTenant('token-usage')
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [web], config: { taskStatusTtlMs: 50 } })
+  const alice = await mint(app, web, { end_user: 'alice' })
+  const bob = await mint(app, web, { end_user: 'bob' })
+  const create = (token: string, duration: number) => app.inject({ method: 'POST', url: '/v1/videos/generations', headers: bearer(token), payload: { ...validBody, duration } })
+  const aliceTask = (await create(alice, 8)).json<{ id: string }>().id
+  await create(bob, 4)
+  await create(bob, 4)
+  await new Promise((resolve) => setTimeout(resolve, 120))
+  // Alice's task is seen finished on a read with the tenant key: it still counts as hers.
+  t.equal((await app.inject({ url: `/v1/tasks/${aliceTask}`, headers: { authorization: web.authorization } })).json<{ status: string }>().status, 'completed')
+  const usageOf = async (query: string) => (await app.inject({ url: `/v1/usage${query}`, headers: { authorization: web.authorization } })).json<{ end_user?: string, total: Record<string, number> }>()
+  const aliceUsage = await usageOf('?end_user=alice')
+  t.equal(aliceUsage.end_user, 'alice')
+  t.match(aliceUsage.total, { requests: 1, tasks_created: 1, tasks_completed: 1, video_seconds: 8 })
+  t.ok((aliceUsage.total.credits ?? 0) > 0)
+  t.match((await usageOf('?end_user=bob')).total, { requests: 2, tasks_created: 2, tasks_completed: 0, video_seconds: 8 })
+  const whole = await usageOf('')
+  t.notOk('end_user' in whole)
+  t.match(whole.total, { tasks_created: 3, video_seconds: 16 })
+  assertErrorResponse(t, await app.inject({ url: '/v1/usage?end_user=a%20b', headers: { authorization: web.authorization } }), { status: 400, code: 'invalid_request', type: 'invalid_request_error', message: /end_user/, param: 'end_user' })
+})
