@@ -78,6 +78,17 @@ t.test('Redis goes away mid-traffic and comes back', { skip: 'skip' in own ? own
       assertErrorResponse(t, usage, { status: 503, code: 'store_unavailable', type: 'api_error', message: 'The gateway\'s shared store is unavailable; retry shortly.' })
     })
 
+    t.test('a browser token with a create cap fails closed; one without is served', async (t) => {
+      const mint = async (body: Record<string, unknown>) => (await app.inject({ method: 'POST', url: '/v1/tokens', headers: { authorization: acme.authorization }, payload: body })).json<{ token: string }>().token
+      const before = upstream.simulator.calls.create
+      const capped = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: `Bearer ${await mint({ max_creates: 1 })}` }, payload: validBody })
+      assertErrorResponse(t, capped, { status: 503, code: 'store_unavailable', type: 'api_error', message: 'The gateway\'s shared store is unavailable; retry shortly.' })
+      t.equal(capped.headers['retry-after'], '5')
+      t.equal(upstream.simulator.calls.create, before, 'no upstream call: the cap cannot be kept')
+      const uncapped = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: `Bearer ${await mint({})}` }, payload: validBody })
+      t.equal(uncapped.statusCode, 200, 'nothing to count, nothing to refuse')
+    })
+
     t.test('allow policy: limits are not enforced', async (t) => {
       for (let i = 0; i < 4; i++) t.equal((await create(gateways.allow.app, limited)).statusCode, 200)
     })
