@@ -50,6 +50,10 @@ export function createTaskReader<Context> (options: TaskReaderOptions<Context>):
       const claim = await cache.claim(upstreamId, options.claimWaitMs)
       if (claim !== null) {
         try {
+          // Another instance may have stored it between this one's miss and this claim
+          // (its own claim released just before): then there is nothing left to fetch.
+          const stored = await cache.get(upstreamId)
+          if (stored !== undefined) return stored
           return await fetchAndStore(upstreamId, context)
         } finally {
           await claim.release()

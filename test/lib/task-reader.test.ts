@@ -97,6 +97,27 @@ t.test('across instances with Redis: one upstream call, and a failed claim is ta
   t.same(upstreams.map((upstream, index) => upstream.state.fetches - (before[index] as number)), [1, 1], 'one failed call, one that worked')
 })
 
+t.test('a claim won just after another instance stored the snapshot fetches nothing', async (t) => {
+  // The race, made deterministic: this instance misses, the other instance stores its snapshot
+  // and releases its claim, then this instance's claim succeeds.
+  const snapshot = takeSnapshot({ id: 'task-unified-raced', status: 'processing', progress: 30 }, 0)
+  let stored: TaskSnapshot | undefined
+  const cache: TaskCache = {
+    async get () {
+      const found = stored
+      stored = snapshot // the other instance's set lands right after this miss
+      return found
+    },
+    async set () {},
+    async claim () { return { release: async () => {} } }
+  }
+  const upstream = fakeUpstream({ now: Date.now })
+  const reader = createTaskReader({ cache, fetch: upstream.fetch, statusTtlMs: 1000, terminalTtlMs: 60_000, claimWaitMs: 1000 })
+  const read = await reader.read('task-unified-raced')
+  t.equal(upstream.state.fetches, 0, 'the snapshot stored meanwhile is used')
+  t.equal(read.task.progress, 30)
+})
+
 t.test('a Redis that fails: reads still work, each instance on its own', async (t) => {
   const broken = new Redis({ port: 1, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
   broken.on('error', () => {})
