@@ -251,3 +251,12 @@ export function gatewayError (code: ErrorCode, options: GatewayErrorOptions = {}
 export function isGatewayError (error: unknown): error is GatewayError {
   return typeof error === 'object' && error !== null && typeof (error as GatewayError).tableCode === 'string'
 }
+
+/**
+ * 503 store_unavailable with `Retry-After: 5`: the one way every feature that fails
+ * closed without Redis (idempotency, budgets, token caps, webhooks, rate limits on
+ * `deny`) says so. Redis reconnects within seconds, so a short retry is the right advice.
+ */
+export function storeUnavailable (cause: unknown): GatewayError {
+  return gatewayError('store_unavailable', { cause, headers: { 'retry-after': '5' } })
+}

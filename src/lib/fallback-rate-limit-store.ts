@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import type { Redis } from 'ioredis'
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
-import { gatewayError } from '../errors.ts'
+import { storeUnavailable } from '../errors.ts'
 import type { OutageTracker } from './outage-tracker.ts'
 
 /**
@@ -105,7 +105,7 @@ export function fallbackRateLimitStore (options: FallbackStoreOptions): FastifyR
         callback(null, uncounted)
         return
       }
-      callback(gatewayError('store_unavailable', { cause, headers: { 'retry-after': '5' } }))
+      callback(storeUnavailable(cause))
     }
   }
 

@@ -4,6 +4,9 @@ import { Type, type Static } from 'typebox'
 export const maxTokenTtlSeconds = 7200
 export const defaultTokenTtlSeconds = 600
 
+/** A tenant's own id for the person using a page: a token carries it, usage is counted and reported by it. */
+export const endUserPattern = '^[A-Za-z0-9._:@-]{1,128}$'
+
 export const CreateTokenBody = Type.Object({
   ttl_seconds: Type.Optional(Type.Integer({ minimum: 30, maximum: maxTokenTtlSeconds, description: `Lifetime in seconds, default ${defaultTokenTtlSeconds} (10 min), at most ${maxTokenTtlSeconds} (2 h).` })),
   operations: Type.Optional(Type.Array(Type.Enum(['create', 'read']), { minItems: 1, maxItems: 2, uniqueItems: true, description: 'What the token may do: `create` (POST /v1/videos/generations), `read` (GET /v1/tasks/{id}, ?wait, /events). Default both.' })),
@@ -11,7 +14,7 @@ export const CreateTokenBody = Type.Object({
   models: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 32, uniqueItems: true, description: 'Models the token may use (within the tenant\'s own).' })),
   qualities: Type.Optional(Type.Array(Type.Enum(['720p', '1080p', '4k']), { minItems: 1, maxItems: 3, uniqueItems: true, description: 'Qualities the token may ask for (a create without `quality` is 720p).' })),
   max_duration: Type.Optional(Type.Integer({ minimum: 1, maximum: 600, description: 'Longest video, in seconds, the token may ask for.' })),
-  end_user: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:@-]{1,128}$', description: 'Your own id of the person using the page: written to the access log, and counted by the tenant\'s `endUserRateLimit`. Not a secret, not an e-mail address you would not log.' })),
+  end_user: Type.Optional(Type.String({ pattern: endUserPattern, description: 'Your own id of the person using the page: written to the access log, and counted by the tenant\'s `endUserRateLimit`. Not a secret, not an e-mail address you would not log.' })),
   origin: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+$', maxLength: 256, description: 'Bind the token to this browser origin (one of the tenant\'s `allowedOrigins`): a request from another origin is refused.' }))
 }, { additionalProperties: false })
 

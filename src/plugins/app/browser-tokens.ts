@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError, storeUnavailable } from '../../errors.ts'
 import { videoDurationOf } from '../../lib/create-charge.ts'
 import type { CreateGenerationBody } from '../../schemas/generation.ts'
 import { createBrowserTokenSigner, type BrowserTokenGrant, type BrowserTokenSigner } from '../../lib/browser-token.ts'
@@ -42,7 +42,6 @@ declare module 'fastify' {
 }
 
 const nothingToTakeBack = async (): Promise<void> => {}
-const storeRetryAfter = '5'
 
 function refuse (message: string, param: string): never {
   throw gatewayError('forbidden', { args: [message], param })
@@ -84,7 +83,7 @@ async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTo
     } catch (cause) {
       // Fail closed: without the store the cap cannot be kept.
       fastify.redisOutage?.failed(cause)
-      throw gatewayError('store_unavailable', { cause, headers: { 'retry-after': storeRetryAfter } })
+      throw storeUnavailable(cause)
     }
     const takeBack = async (): Promise<void> => { await counter.remove(grant.tokenId).catch(() => {}) }
     if (count > grant.maxCreates) {

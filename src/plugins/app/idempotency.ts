@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError, storeUnavailable } from '../../errors.ts'
 import { requestFingerprint } from '../../lib/request-fingerprint.ts'
 import { createMemoryIdempotencyStore, type IdempotencyClaim, type IdempotencyStore, type StoredResponse } from '../../lib/idempotency-store.ts'
 import { createRedisIdempotencyStore } from '../../lib/redis-idempotency-store.ts'
@@ -34,7 +34,6 @@ export const idempotencyKeyHeader = 'idempotency-key'
 const maxKeyLength = 255
 /** what a caller waits before retrying a key in flight: a create takes about a second */
 const inFlightRetryAfter = '1'
-const storeRetryAfter = '5'
 
 /**
  * Whether an answer is final for its key. Stored: what the upstream decided
@@ -97,7 +96,7 @@ async function idempotencyPlugin (fastify: FastifyInstance, options: Idempotency
     } catch (cause) {
       // Fail closed: without the store the gateway cannot know whether this key already ran.
       redisOutage?.failed(cause)
-      throw gatewayError('store_unavailable', { cause, headers: { 'retry-after': storeRetryAfter } })
+      throw storeUnavailable(cause)
     }
     switch (outcome.kind) {
       case 'claimed':

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError, storeUnavailable } from '../../errors.ts'
 import { createChargeOf, fromMilli, toMilli } from '../../lib/create-charge.ts'
 import { createMemoryUsageStore, type BudgetName, type Reservation, type TaskOutcome, type UsageDay } from '../../lib/usage-store.ts'
 import { createRedisUsageStore } from '../../lib/redis-usage-store.ts'
@@ -109,7 +109,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         })
       } catch (error) {
         // Budgets are money: a tenant with limits is not let through uncounted.
-        if (hasLimits) throw gatewayError('store_unavailable', { cause: error, headers: { 'retry-after': '5' } })
+        if (hasLimits) throw storeUnavailable(error)
         storeFailed(request.log, error, 'usage store failed: this create is not counted')
         return null
       }
@@ -175,7 +175,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       try {
         return await store.report(options)
       } catch (error) {
-        throw gatewayError('store_unavailable', { cause: error, headers: { 'retry-after': '5' } })
+        throw storeUnavailable(error)
       }
     }
   }

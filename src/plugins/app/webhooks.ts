@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError, storeUnavailable } from '../../errors.ts'
 import type { Tenant } from '../../lib/tenants.ts'
 import type { TaskSnapshot } from '../../lib/task-snapshot.ts'
 import { destinationProblem, type DestinationPolicy, type LookupFunction } from '../../lib/webhook-destination.ts'
@@ -83,7 +83,7 @@ async function fromStore<T> (operation: () => Promise<T>): Promise<T> {
   try {
     return await operation()
   } catch (cause) {
-    throw gatewayError('store_unavailable', { cause, headers: { 'retry-after': '5' } })
+    throw storeUnavailable(cause)
   }
 }
 const leaseMarginMs = 30_000

@@ -5,6 +5,7 @@ import { errorResponses } from '../../schemas/errors.ts'
 import { fromMilli } from '../../lib/create-charge.ts'
 import { daysBetween, parseUtcDay, utcDay } from '../../lib/usage-windows.ts'
 import type { UsageDay } from '../../lib/usage-store.ts'
+import { endUserPattern } from '../../schemas/tokens.ts'
 import { tenantOf } from '../../plugins/app/tenant-auth.ts'
 import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
 
@@ -19,7 +20,7 @@ const dayPattern = '^\\d{4}-\\d{2}-\\d{2}$'
 export const UsageQuery = Type.Object({
   from: Type.Optional(Type.String({ pattern: dayPattern, description: 'First UTC day (YYYY-MM-DD), inclusive. Default: 29 days before `to`.' })),
   to: Type.Optional(Type.String({ pattern: dayPattern, description: `Last UTC day (YYYY-MM-DD), inclusive. Default: today. At most ${maxUsageDays} days from \`from\`.` })),
-  end_user: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:@-]{1,128}$', description: 'Only this end user\'s part: the requests and creates made with browser tokens minted for that `end_user`, and the ends of those tasks.' }))
+  end_user: Type.Optional(Type.String({ pattern: endUserPattern, description: 'Only this end user\'s part: the requests and creates made with browser tokens minted for that `end_user`, and the ends of those tasks.' }))
 }, { additionalProperties: false })
 
 const usageCounters = {
