@@ -1,6 +1,7 @@
 import t from 'tap'
+import { createHmac } from 'node:crypto'
 import fc from 'fast-check'
-import { createTaskIdCodec } from '../../src/lib/task-id.ts'
+import { createTaskIdCodec, sha256Hmac } from '../../src/lib/task-id.ts'
 
 const secret = 'a-test-secret-that-is-at-least-32-characters'
 const codec = createTaskIdCodec({ secrets: [secret] })
@@ -45,4 +46,34 @@ t.test('rotation: the first secret signs, every listed one verifies', async (t) 
 
 t.test('shape', async (t) => {
   t.match(codec.scope('acme', 'task-unified-1757169743-7cvnl5zw'), /^task-unified-1757169743-7cvnl5zw\.[A-Za-z0-9_-]{22}$/)
+})
+
+t.test('sha256Hmac is HMAC-SHA256: it agrees with createHmac on any key and message', async (t) => {
+  const key = fc.oneof(fc.string({ maxLength: 200 }), fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes)))
+  fc.assert(fc.property(key, fc.string({ maxLength: 300 }), (secret, message) =>
+    sha256Hmac(secret)(message) === createHmac('sha256', secret).update(message).digest('hex')), { numRuns: 2000 })
+  t.pass('2000 cases, keys from empty to three blocks long')
+})
+
+t.test('ids minted with createHmac (before the one-shot HMAC) still verify, byte for byte the same', async (t) => {
+  const legacyTag = createHmac('sha256', secret).update('acme').update('\0').update('task-unified-1-abc').digest().subarray(0, 16).toString('base64url')
+  t.equal(codec.scope('acme', 'task-unified-1-abc'), `task-unified-1-abc.${legacyTag}`)
+  t.equal(codec.unscope('acme', `task-unified-1-abc.${legacyTag}`), 'task-unified-1-abc')
+})
+
+t.test('the verified-pair cache answers as verification would, and only for the same tenant', async (t) => {
+  const uncached = createTaskIdCodec({ secrets: [secret], verifiedCacheSize: 0 })
+  const cached = createTaskIdCodec({ secrets: [secret], verifiedCacheSize: 50 })
+  fc.assert(fc.property(tenantId, tenantId, upstreamId, fc.boolean(), (owner, other, id, forge) => {
+    const scoped = forge ? id : codec.scope(owner, id)
+    for (const who of [owner, other, owner, other]) {
+      if (cached.unscope(who, scoped) !== uncached.unscope(who, scoped)) return false
+    }
+    return true
+  }), { numRuns: 2000 })
+  const scoped = codec.scope('acme', 'task-1')
+  t.equal(cached.unscope('acme', scoped), 'task-1')
+  t.equal(cached.unscope('acme', scoped), 'task-1', 'from the cache')
+  t.equal(cached.unscope('acme2', scoped), null, 'a cached pair does not verify for another tenant')
+  t.equal(cached.unscope('acm', 'e\0' + scoped), null, 'nor for a tenant and id that concatenate to the same key')
 })

@@ -46,10 +46,12 @@ t.test('GET /v1/tasks/:task_id', async (t) => {
   t.test('forged, edited, raw upstream and unknown ids are 404', async (t) => {
     const calls = upstream.simulator.calls.task
     const tag = taskId.slice(upstreamId.length + 1)
+    // The simulator's ids end in a random character: the edit must change it.
+    const otherLast = upstreamId.endsWith('x') ? 'y' : 'x'
     for (const id of [
       upstreamId, // the raw upstream id
       `${upstreamId}.${'A'.repeat(22)}`, // forged tag
-      `${upstreamId.slice(0, -1)}x.${tag}`, // another upstream id under this tag
+      `${upstreamId.slice(0, -1)}${otherLast}.${tag}`, // another upstream id under this tag
       `${taskId}x`,
       'task-unified-1-aaaaaaaa.AAAAAAAAAAAAAAAAAAAAAA',
       'a'.repeat(500),
