@@ -178,7 +178,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     now: options.now
   })
   await app.register(browserTokens, { secrets, registry, now: options.tokenNow })
-  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, now: options.usageNow })
+  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: options.usageNow })
   await app.register(webhooks, {
     publicBaseUrl: config.publicBaseUrl,
     policy: webhookPolicy,

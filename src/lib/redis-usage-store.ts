@@ -10,7 +10,6 @@ import { defineScript } from './redis-script.ts'
  *   <ns>{t}:day:YYYY-MM-DD  hash: requests, created, completed, failed, video_seconds, credits_milli
  *   <ns>{t}:month:YYYY-MM   hash: video_seconds, credits_milli (what monthly budgets read)
  *   <ns>{t}:task:<upstream id>  hash: day, month, credits_milli, finished
- *   <ns>owner:<upstream id>  the tenant whose create made the task (for callbacks, which know only the upstream id)
  * Each step is one script: Redis runs it alone, so 50 creates racing for the
  * last slots of a budget, from any number of instances, admit exactly as many
  * as fit.
@@ -21,17 +20,6 @@ import { defineScript } from './redis-script.ts'
  * credits, video seconds, then four limits in budgetNames order (-1: none), day ttl, month ttl.
  * Answers {1} (admitted), {0, 'concurrency'}, or {0, <budget name>}.
  */
-// One request more in the day's hash (and its end user's, ARGV[2], when a browser token made it),
-// which lives for the retention period: one command, not MULTI/EXEC's four.
-const countRequestScript = `
-redis.call('HINCRBY', KEYS[1], 'requests', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' then
-  redis.call('HINCRBY', ARGV[2], 'requests', 1)
-  redis.call('PEXPIRE', ARGV[2], ARGV[1])
-end
-return 1`
-
 const admitScript = `
 local maxConcurrent = tonumber(ARGV[4])
 if maxConcurrent >= 0 then
@@ -133,13 +121,22 @@ return {1, delta}`
 
 const monthRetentionMs = usageRetentionMs + 31 * 24 * 60 * 60 * 1000
 
-export function createRedisUsageStore (options: { redis: Redis, nameSpace: string }): UsageStore {
+export interface RedisUsageStoreOptions {
+  redis: Redis
+  nameSpace: string
+  /** how long request counts gather in memory before they are written, in one pipeline (default 1000 ms) */
+  requestCountFlushMs?: number
+  /** how many day-hashes may wait to be written (default 100,000): a bound on memory through a Redis outage */
+  maxPendingRequestCounts?: number
+}
+
+export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageStore {
   const { redis, nameSpace } = options
+  const requestCounts = createRequestCountBatcher({ redis, flushMs: options.requestCountFlushMs ?? 1000, maxPendingKeys: options.maxPendingRequestCounts ?? 100_000 })
   const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
   const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 4 })
   const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
   const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 3 })
-  const countRequest = defineScript(redis, { name: 'vgUsageCountRequest', lua: countRequestScript, numberOfKeys: 1 })
   const prefix = (tenantId: string): string => `${nameSpace}{${tenantId}}:`
   // In the tenant's hash slot ({tenant}), beside its own days.
   const userPrefix = (tenantId: string, endUser: string | null | undefined): string => endUser == null ? '' : `${prefix(tenantId)}user:${endUser}:`
@@ -165,15 +162,9 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
     async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser }) {
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
-      // One round trip: the settlement, and (a key of its own, outside the tenant's slot) the task's owner.
-      // The settlement, and (a key of its own, outside the tenant's slot) the task's owner:
-      // sent together, so one round trip on the connection.
-      await Promise.all([
-        settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
-          reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
-          userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs),
-        redis.set(`${nameSpace}owner:${upstreamTaskId}`, tenantId, 'PX', taskChargeTtlMs)
-      ])
+      await settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
+        reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
+        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs)
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
@@ -184,15 +175,14 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
         upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs, utcDay(now)) as [number, number]
       return { first: answer[0] === 1, creditsDeltaMilli: answer[1] }
     },
-    async ownerOf (upstreamTaskId) {
-      return await redis.get(`${nameSpace}owner:${upstreamTaskId}`)
-    },
     async countRequest ({ tenantId, now, endUser }) {
       const day = utcDay(now)
-      const user = userPrefix(tenantId, endUser)
-      await countRequest(`${prefix(tenantId)}day:${day}`, usageRetentionMs, user === '' ? '' : `${user}day:${day}`)
+      requestCounts.add(`${prefix(tenantId)}day:${day}`)
+      if (endUser != null) requestCounts.add(`${userPrefix(tenantId, endUser)}day:${day}`)
     },
     async report ({ tenantId, days, endUser }) {
+      // This instance's own counts are written before it reads: its report is exact for them.
+      await requestCounts.flush()
       const ledger = endUser == null ? prefix(tenantId) : userPrefix(tenantId, endUser)
       const pipeline = redis.pipeline()
       for (const day of days) pipeline.hgetall(`${ledger}day:${day}`)
@@ -212,6 +202,82 @@ export function createRedisUsageStore (options: { redis: Redis, nameSpace: strin
           creditsMilli: count('credits_milli')
         }
       })
+    },
+    async close () {
+      await requestCounts.close()
+    }
+  }
+}
+
+/**
+ * Request counts are the one write every request makes. Sending each as its own
+ * command cost more CPU than anything else a read does in Redis mode (profiled), so
+ * they gather in memory per day-hash and go out together: at most one pipeline
+ * per `flushMs`, one HINCRBY (and PEXPIRE) per hash however many requests it holds.
+ * The price: another instance's report may lag by up to `flushMs`, and an instance
+ * that dies without closing loses at most that much of its counts. A failed write
+ * keeps its counts for the next one, until close: its write is the last attempt.
+ * Through a long outage the waiting hashes (one per tenant or end user, per day)
+ * are bounded by `maxPendingKeys`: a count for a new hash beyond it is refused,
+ * as every count was before batching while Redis was away.
+ */
+function createRequestCountBatcher (options: { redis: Redis, flushMs: number, maxPendingKeys: number }): { add (key: string): void, flush (): Promise<void>, close (): Promise<void> } {
+  let pending = new Map<string, number>()
+  let timer: NodeJS.Timeout | null = null
+  let inFlight: Promise<void> = Promise.resolve()
+  let closed = false
+
+  async function write (counts: Map<string, number>): Promise<void> {
+    const pipeline = options.redis.pipeline()
+    for (const [key, count] of counts) pipeline.hincrby(key, 'requests', count).pexpire(key, usageRetentionMs)
+    const results = await pipeline.exec().catch((error: unknown) => [[error, null]] as const)
+    if (results?.some(([error]) => error !== null) ?? true) {
+      // Not written: counted again with the next ones (HINCRBY of a pipeline that failed part way may
+      // have landed for some hashes; a count twice is rarer and cheaper than a count lost on every blip).
+      // (The bound holds here too: hashes beyond it lose this batch's counts.)
+      for (const [key, count] of counts) {
+        const kept = pending.get(key)
+        if (kept !== undefined || pending.size < options.maxPendingKeys) pending.set(key, (kept ?? 0) + count)
+      }
+      schedule()
+    }
+  }
+  function flush (): Promise<void> {
+    if (timer !== null) {
+      clearTimeout(timer)
+      timer = null
+    }
+    if (pending.size > 0) {
+      const counts = pending
+      pending = new Map()
+      // Writes stay in order: a flush waits for the one before it.
+      inFlight = inFlight.then(() => write(counts))
+    }
+    return inFlight
+  }
+  function schedule (): void {
+    // flush() never rejects: a failed write keeps its counts. After close nothing retries
+    // (the connection is about to quit): close() reports what it could not write.
+    if (timer === null && !closed) timer = setTimeout(flush, options.flushMs).unref()
+  }
+  return {
+    add (key) {
+      const count = pending.get(key)
+      if (count === undefined && pending.size >= options.maxPendingKeys) {
+        throw new Error(`request count not kept: ${pending.size} day-hashes are already waiting to be written to Redis`)
+      }
+      pending.set(key, (count ?? 0) + 1)
+      schedule()
+    },
+    flush,
+    async close () {
+      closed = true
+      await flush()
+      if (pending.size > 0) {
+        const lost = [...pending.values()].reduce((sum, count) => sum + count, 0)
+        pending = new Map()
+        throw new Error(`${lost} request counts could not be written to Redis before close`)
+      }
     }
   }
 }

@@ -73,11 +73,11 @@ export interface UsageStore {
    * by `creditsDeltaMilli`.
    */
   finish (options: { tenantId: string, upstreamTaskId: string, outcome: TaskOutcome, finalCreditsMilli: number | null, now: number }): Promise<{ first: boolean, creditsDeltaMilli: number }>
-  /** the tenant whose create made this upstream task (known for taskChargeTtlMs after it), or null */
-  ownerOf (upstreamTaskId: string): Promise<string | null>
   countRequest (options: { tenantId: string, now: number, endUser?: string | null }): Promise<void>
   /** the tenant's days, or (with `endUser`) that end user's part of them */
   report (options: { tenantId: string, days: readonly string[], endUser?: string | null }): Promise<UsageDay[]>
+  /** writes what is still buffered (the app's close) */
+  close (): Promise<void>
 }
 
 /** How long usage counters are kept: a report may look back this far. */
@@ -121,45 +121,57 @@ export function endUserLedger (tenantId: string, endUser: string): string {
   return `${tenantId}/end-user/${endUser}`
 }
 
+interface MonthCounters {
+  videoSeconds: number
+  creditsMilli: number
+}
+
 const emptyDay = (): DayCounters => ({ requests: 0, created: 0, completed: 0, failed: 0, videoSeconds: 0, creditsMilli: 0 })
+const emptyMonth = (): MonthCounters => ({ videoSeconds: 0, creditsMilli: 0 })
 
 /** One instance's counters (no REDIS_URL): every step is synchronous, so admission is exact within the process. */
 export function createMemoryUsageStore (options: { maxTasks?: number } = {}): UsageStore {
-  const days = new Map<string, DayCounters>()
-  const months = new Map<string, { videoSeconds: number, creditsMilli: number }>()
+  const days = new Map<string, Map<string, DayCounters>>()
+  const months = new Map<string, Map<string, MonthCounters>>()
   /** tenant → member (reservation token or upstream id) → stale deadline */
   const inFlight = new Map<string, Map<string, number>>()
   // lru-cache allocates its arrays for `max` entries up front: sized like the other memory-mode
   // caches (TASK_CACHE_MAX_ENTRIES), the oldest tasks beyond it lose only their final-usage correction.
   const maxTasks = options.maxTasks ?? 10_000
   const tasks = new LRUCache<string, TaskCharge>({ max: maxTasks, ttl: taskChargeTtlMs })
-  const owners = new LRUCache<string, string>({ max: maxTasks, ttl: taskChargeTtlMs })
 
-  const dayOf = (tenantId: string, day: string): DayCounters => {
-    const key = `${tenantId}\n${day}`
-    let counters = days.get(key)
-    if (counters === undefined) {
-      counters = emptyDay()
-      days.set(key, counters)
-      pruneDays(day)
+  // ledger → window → counters: nested maps, so that the hot path looks up strings it already
+  // has (the tenant id, the memoized day) instead of hashing a new "ledger+day" key on every call.
+  const windowOf = <T>(ledgers: Map<string, Map<string, T>>, ledger: string, window: string, create: (window: string) => T): T => {
+    const known = ledgers.get(ledger)?.get(window)
+    if (known !== undefined) return known
+    const counters = create(window) // may prune: the ledger's map is looked up again after it
+    let windows = ledgers.get(ledger)
+    if (windows === undefined) {
+      windows = new Map()
+      ledgers.set(ledger, windows)
     }
+    windows.set(window, counters)
     return counters
   }
-  const monthOf = (tenantId: string, month: string): { videoSeconds: number, creditsMilli: number } => {
-    const key = `${tenantId}\n${month}`
-    let counters = months.get(key)
-    if (counters === undefined) {
-      counters = { videoSeconds: 0, creditsMilli: 0 }
-      months.set(key, counters)
-    }
-    return counters
+  const newDay = (day: string): DayCounters => {
+    pruneBefore(day)
+    return emptyDay()
   }
+  const dayOf = (ledger: string, day: string): DayCounters => windowOf(days, ledger, day, newDay)
+  const monthOf = (tenantId: string, month: string): MonthCounters => windowOf(months, tenantId, month, emptyMonth)
   /** Counters past the retention go when a new day is first counted (a few per tenant per day). */
-  function pruneDays (today: string): void {
+  function pruneBefore (today: string): void {
     const oldest = utcDay(Date.parse(today) - usageRetentionMs)
-    for (const key of days.keys()) if ((key.split('\n')[1] as string) < oldest) days.delete(key)
     const oldestMonth = oldest.slice(0, 7)
-    for (const key of months.keys()) if ((key.split('\n')[1] as string) < oldestMonth) months.delete(key)
+    const prune = <T>(ledgers: Map<string, Map<string, T>>, before: string): void => {
+      for (const [ledger, windows] of ledgers) {
+        for (const window of windows.keys()) if (window < before) windows.delete(window)
+        if (windows.size === 0) ledgers.delete(ledger)
+      }
+    }
+    prune(days, oldest)
+    prune(months, oldestMonth)
   }
   const slotsOf = (tenantId: string, now: number): Map<string, number> => {
     let slots = inFlight.get(tenantId)
@@ -221,7 +233,6 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
         userDay.videoSeconds += charge.videoSeconds
         userDay.creditsMilli += charged
       }
-      owners.set(upstreamTaskId, tenantId)
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
@@ -249,9 +260,6 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       tasks.set(key, { ...task, creditsMilli: finalCreditsMilli, finished: true })
       return { first: true, creditsDeltaMilli: delta }
     },
-    async ownerOf (upstreamTaskId) {
-      return owners.get(upstreamTaskId) ?? null
-    },
     async countRequest ({ tenantId, now, endUser }) {
       const day = utcDay(now)
       dayOf(tenantId, day).requests += 1
@@ -260,7 +268,7 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
     async report ({ tenantId, days: wanted, endUser }) {
       const ledger = endUser == null ? tenantId : endUserLedger(tenantId, endUser)
       return wanted.map((date) => {
-        const counters = days.get(`${ledger}\n${date}`) ?? emptyDay()
+        const counters = days.get(ledger)?.get(date) ?? emptyDay()
         return {
           date,
           requests: counters.requests,
@@ -271,6 +279,7 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
           creditsMilli: counters.creditsMilli
         }
       })
-    }
+    },
+    async close () {}
   }
 }

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { createMemoryUsageStore, type AdmissionLimits, type UsageStore } from '../../src/lib/usage-store.ts'
-import { createRedisUsageStore } from '../../src/lib/redis-usage-store.ts'
+import { createMemoryUsageStore, usageRetentionMs, type AdmissionLimits, type UsageStore } from '../../src/lib/usage-store.ts'
+import { createRedisUsageStore, type RedisUsageStoreOptions } from '../../src/lib/redis-usage-store.ts'
 import { daysBetween, nextUtcDayStart, nextUtcMonthStart, parseUtcDay, utcDay, utcMonth } from '../../src/lib/usage-windows.ts'
 import { createChargeOf } from '../../src/lib/create-charge.ts'
 import { redisForTests } from '../helpers/redis.ts'
@@ -118,8 +118,6 @@ function contract (name: string, makeStore: () => Promise<UsageStore>, skip: str
       t.same(await store.admit({ tenantId, token: 'b', charge, limits, now: lateInMarch }),
         { admitted: false, reason: 'budget', budget: 'creditsPerDay', limit: 30, resetsAt: Date.UTC(2026, 3, 1) }, 'the settled 25.7, not the 9.6 estimate, counts')
       const finishedNextDay = Date.UTC(2026, 3, 1, 1)
-      t.equal(await store.ownerOf('task-1'), tenantId, 'the task\'s owner is known (callbacks know only the upstream id)')
-      t.equal(await store.ownerOf(`task-${tenantId}`), null)
       t.same(await store.finish({ tenantId, upstreamTaskId: 'task-1', outcome: 'completed', finalCreditsMilli: 20_000, now: finishedNextDay }), { first: true, creditsDeltaMilli: -5_700 })
       t.same(await store.finish({ tenantId, upstreamTaskId: 'task-1', outcome: 'completed', finalCreditsMilli: 20_000, now: finishedNextDay }), { first: false, creditsDeltaMilli: 0 }, 'counted once')
       t.ok((await store.admit({ tenantId, token: 'c', charge, limits, now: lateInMarch })).admitted, '20 + 9.6 fits in 30: the correction went to the create\'s day')
@@ -154,3 +152,101 @@ contract('Redis', async () => {
   })
   return createRedisUsageStore({ redis: client, nameSpace })
 }, 'skip' in redis ? redis.skip : false)
+
+t.test('memory: days and months past the retention are dropped when a new day is first counted', async (t) => {
+  const store = createMemoryUsageStore()
+  const old = Date.UTC(2025, 0, 10, 12)
+  await store.countRequest({ tenantId: 'acme', now: old })
+  await store.countRequest({ tenantId: 'acme', now: old, endUser: 'alice' })
+  const admission = await store.admit({ tenantId: 'acme', token: 'a', charge, limits: noLimits, now: old })
+  t.ok(admission.admitted)
+  const sameDayLater = old + 60 * 60 * 1000
+  await store.countRequest({ tenantId: 'acme', now: sameDayLater })
+  t.match(await store.report({ tenantId: 'acme', days: ['2025-01-10'] }), [{ requests: 3 }], 'a known day does not prune')
+  const pastRetention = old + usageRetentionMs + 24 * 60 * 60 * 1000
+  await store.countRequest({ tenantId: 'other', now: pastRetention })
+  t.match(await store.report({ tenantId: 'acme', days: ['2025-01-10'] }), [{ requests: 0, creditsMilli: 0 }])
+  t.match(await store.report({ tenantId: 'acme', days: ['2025-01-10'], endUser: 'alice' }), [{ requests: 0 }])
+  t.match(await store.report({ tenantId: 'other', days: [utcDay(pastRetention)] }), [{ requests: 1 }])
+  // The month counter went with it: a budget on it starts from zero.
+  const monthly = await store.admit({ tenantId: 'acme', token: 'b', charge, limits: { ...noLimits, budget: { creditsPerMonth: charge.creditsMilli / 1000 } }, now: Date.UTC(2025, 0, 20) + usageRetentionMs * 2 })
+  t.ok(monthly.admitted)
+})
+
+t.test('Redis: request counts gather in memory and go out in one write', { skip: 'skip' in redis ? redis.skip : false }, async (t) => {
+  if ('skip' in redis) return
+  const client = new Redis(redis.url)
+  const nameSpace = `vg:test-usage:${randomUUID()}:`
+  const dayKey = (tenantId: string, suffix = ''): string => `${nameSpace}{${tenantId}}:${suffix}day:${utcDay(lateInMarch)}`
+  t.teardown(async () => {
+    const keys = await client.keys(`${nameSpace}*`)
+    if (keys.length > 0) await client.del(...keys)
+    await client.quit()
+  })
+
+  /** A store on a client that is not connected yet (and never queues): its first write fails, and starts the connection. */
+  const offlineStore = (t: Test, options: Omit<RedisUsageStoreOptions, 'redis' | 'nameSpace'>): { offline: Redis, store: UsageStore } => {
+    const offline = new Redis(redis.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+    offline.on('error', () => {})
+    t.teardown(() => offline.disconnect())
+    return { offline, store: createRedisUsageStore({ redis: offline, nameSpace, ...options }) }
+  }
+
+  t.test('nothing is written before the flush; a report flushes this instance\'s counts first', async (t) => {
+    const store = createRedisUsageStore({ redis: client, nameSpace, requestCountFlushMs: 60_000 })
+    for (let i = 0; i < 5; i++) await store.countRequest({ tenantId: 'acme', now: lateInMarch, endUser: i < 2 ? 'alice' : null })
+    t.equal(await client.hget(dayKey('acme'), 'requests'), null, 'still in memory')
+    t.match(await store.report({ tenantId: 'acme', days: [utcDay(lateInMarch)] }), [{ requests: 5 }])
+    t.equal(await client.hget(dayKey('acme'), 'requests'), '5', 'one HINCRBY of 5')
+    t.equal(await client.hget(dayKey('acme', 'user:alice:'), 'requests'), '2', 'the end user\'s ledger too')
+    t.ok(await client.pttl(dayKey('acme')) > usageRetentionMs - 60_000, 'kept for the retention period')
+  })
+
+  t.test('the timer writes them without a report', async (t) => {
+    const store = createRedisUsageStore({ redis: client, nameSpace, requestCountFlushMs: 20 })
+    for (let i = 0; i < 3; i++) await store.countRequest({ tenantId: 'timer', now: lateInMarch })
+    const deadline = Date.now() + 5000
+    while (await client.hget(dayKey('timer'), 'requests') === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.equal(await client.hget(dayKey('timer'), 'requests'), '3')
+  })
+
+  t.test('a write that fails keeps its counts for the next one', async (t) => {
+    const { offline, store } = offlineStore(t, { requestCountFlushMs: 60_000 })
+    await store.countRequest({ tenantId: 'blip', now: lateInMarch })
+    await store.countRequest({ tenantId: 'blip', now: lateInMarch })
+    await t.rejects(store.report({ tenantId: 'blip', days: [utcDay(lateInMarch)] }), 'not connected: the report fails')
+    t.equal(await client.hget(dayKey('blip'), 'requests'), null, 'and its flush wrote nothing')
+    // (The failed write started the lazy connection.)
+    if (offline.status !== 'ready') await new Promise((resolve) => offline.once('ready', resolve))
+    await store.countRequest({ tenantId: 'blip', now: lateInMarch })
+    t.match(await store.report({ tenantId: 'blip', days: [utcDay(lateInMarch)] }), [{ requests: 3 }], 'the two kept and the new one')
+    t.equal(await client.hget(dayKey('blip'), 'requests'), '3')
+  })
+
+  t.test('through an outage, the day-hashes waiting to be written are bounded', async (t) => {
+    const { offline, store } = offlineStore(t, { requestCountFlushMs: 60_000, maxPendingRequestCounts: 2 })
+    await store.countRequest({ tenantId: 'full', now: lateInMarch, endUser: 'alice' })
+    await store.countRequest({ tenantId: 'full', now: lateInMarch })
+    await t.rejects(store.countRequest({ tenantId: 'other', now: lateInMarch }), { message: 'request count not kept: 2 day-hashes are already waiting to be written to Redis' }, 'a third hash is refused')
+    await t.rejects(store.report({ tenantId: 'full', days: [utcDay(lateInMarch)] }), 'not connected: the flush fails and keeps its two hashes')
+    await t.rejects(store.countRequest({ tenantId: 'other', now: lateInMarch }), 'still full')
+    await store.countRequest({ tenantId: 'full', now: lateInMarch, endUser: 'alice' })
+    if (offline.status !== 'ready') await new Promise((resolve) => offline.once('ready', resolve))
+    t.match(await store.report({ tenantId: 'full', days: [utcDay(lateInMarch)] }), [{ requests: 3 }], 'a hash already waiting still counts')
+    t.equal(await client.hget(dayKey('other'), 'requests'), null, 'the refused hash was never counted')
+    await store.countRequest({ tenantId: 'other', now: lateInMarch })
+    await store.close()
+    t.equal(await client.hget(dayKey('other'), 'requests'), '1', 'written: room again once the others were')
+  })
+
+  t.test('close makes the last attempt: what it cannot write is reported, not retried', async (t) => {
+    const { offline, store } = offlineStore(t, { requestCountFlushMs: 20 })
+    await store.countRequest({ tenantId: 'closing', now: lateInMarch })
+    await store.countRequest({ tenantId: 'closing', now: lateInMarch, endUser: 'alice' })
+    await t.rejects(store.close(), { message: '3 request counts could not be written to Redis before close' }, 'the tenant\'s two and the end user\'s one')
+    if (offline.status !== 'ready') await new Promise((resolve) => offline.once('ready', resolve))
+    await new Promise((resolve) => setTimeout(resolve, 100)) // five flush intervals
+    t.equal(await client.hget(dayKey('closing'), 'requests'), null, 'no timer wrote them later')
+    await t.resolves(store.close(), 'nothing left: a second close has nothing to report')
+  })
+})

@@ -37,8 +37,8 @@ async function redisStorePlugin (fastify: FastifyInstance, options: RedisStoreOp
     maxRetriesPerRequest: 1,
     // A Redis that stops answering without closing the connection must not hold requests either.
     commandTimeout: 1000,
-    // Commands issued in the same tick (a create's settle and its owner record, many requests'
-    // counts under load) leave in one write: each write to a socket is a syscall.
+    // Commands issued in the same tick (under load, many requests' rate-limit checks and
+    // admissions) leave in one write: each write to a socket is a syscall.
     enableAutoPipelining: true
   })
   // Every reconnect attempt of an outage emits 'error': the tracker logs the first only.

@@ -14,13 +14,15 @@ import type { VideoGenerationTask } from '../../schemas/generated/evolink.ts'
 export interface TenantUsageOptions {
   /** TASK_CONCURRENCY_STALE_MS: a task holds its tenant's concurrency slot at most this long */
   staleMs: number
+  /** USAGE_FLUSH_MS: how long request counts gather before they are written to Redis */
+  requestCountFlushMs?: number
   /** clock of budget windows and slot deadlines (default Date.now) */
   now?: () => number
 }
 
 export interface TaskFinished {
-  /** the task's tenant; absent (a callback knows only the upstream id): the tenant whose create made it, if the gateway knows */
-  tenantId?: string
+  /** the task's tenant (a callback's registration names it) */
+  tenantId: string
   upstreamTaskId: string
   /** the task's status: completed, or failed (cancelled counts as failed); any other status is ignored */
   status: string
@@ -83,7 +85,7 @@ function creditsOf (task: Readonly<VideoGenerationTask>): number | null {
  */
 async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsageOptions): Promise<void> {
   const now = options.now ?? Date.now
-  const store = fastify.redis === null ? createMemoryUsageStore() : createRedisUsageStore({ redis: fastify.redis, nameSpace: 'vg:usage:' })
+  const store = fastify.redis === null ? createMemoryUsageStore() : createRedisUsageStore({ redis: fastify.redis, nameSpace: 'vg:usage:', requestCountFlushMs: options.requestCountFlushMs })
   // Terminal reads repeat (clients poll a finished task, caches serve it): this spares the store the repeats.
   const recentlyFinished = new LRUCache<string, true>({ max: 10_000 })
   const log = fastify.log.child({ component: 'tenant-usage' })
@@ -143,19 +145,12 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         request.log.error({ err: error }, 'usage store failed to release a failed create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
       }
     },
-    async taskFinished ({ tenantId: givenTenantId, upstreamTaskId, status, finalCredits }) {
+    async taskFinished ({ tenantId, upstreamTaskId, status, finalCredits }) {
       if (!isTerminalStatus(status)) return
-      if (givenTenantId !== undefined && recentlyFinished.has(`${givenTenantId}\n${upstreamTaskId}`)) return
+      const seenKey = `${tenantId}\n${upstreamTaskId}`
+      if (recentlyFinished.has(seenKey)) return
       const outcome: TaskOutcome = status === 'completed' ? 'completed' : 'failed'
-      let tenantId = givenTenantId
       try {
-        tenantId ??= await store.ownerOf(upstreamTaskId) ?? undefined
-        if (tenantId === undefined) {
-          log.debug({ upstreamTaskId }, 'a finished task of no known tenant: not counted')
-          return
-        }
-        const seenKey = `${tenantId}\n${upstreamTaskId}`
-        if (recentlyFinished.has(seenKey)) return
         const finalCreditsMilli = finalCredits === undefined || !Number.isFinite(finalCredits) || finalCredits < 0 ? null : toMilli(finalCredits)
         const { first, creditsDeltaMilli } = await store.finish({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now: now() })
         recentlyFinished.set(seenKey, true)
@@ -180,10 +175,14 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
     }
   }
   fastify.decorate('tenantUsage', usage)
+  // Before redis-store's own onClose quits the connection (hooks of one level run in registration order).
+  fastify.addHook('onClose', async () => {
+    await store.close().catch((error: unknown) => { storeFailed(log, error, 'usage store failed to write its last request counts') })
+  })
   fastify.decorate('countTenantRequest', function countTenantRequest (request: FastifyRequest): void {
     if (request.tenant === null) return
-    // Not awaited: a request is not held up by its own count. Commands on one
-    // connection run in order, so anything this instance reads later sees it.
+    // Not awaited: a request is not held up by its own count (in Redis mode it is
+    // batched; this instance's report writes the batch before it reads).
     store.countRequest({ tenantId: request.tenant.id, now: now(), endUser: request.browserToken?.endUser }).catch((error: unknown) => {
       request.log.debug({ err: error }, 'usage store failed to count a request')
     })

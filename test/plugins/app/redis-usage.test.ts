@@ -1,5 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { utcDay } from '../../../src/lib/usage-windows.ts'
 import { buildTestApp, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { redisForTests } from '../../helpers/redis.ts'
@@ -7,23 +10,22 @@ import { redisForTests } from '../../helpers/redis.ts'
 const redis = await redisForTests()
 const skip = 'skip' in redis ? redis.skip : false
 
+/** USAGE_FLUSH_MS of the instances: what one instance's report may lag behind the other's requests */
+const flushMs = 25
+
 /** Two gateway instances on the real Redis; the tenants' usage keys are deleted at the end. */
 async function twoInstances (t: Test, tenants: TestTenant[]) {
   if ('skip' in redis) throw new Error('unreachable')
   let clock = Date.now()
   const now = () => clock
   const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now })
-  const options = { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants, now, config: { redisUrl: redis.url } }
+  const options = { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants, now, config: { redisUrl: redis.url, usageFlushMs: flushMs } }
   const first = await buildTestApp(t, options)
   const second = await buildTestApp(t, options)
   t.teardown(async () => {
     const store = first.redis
     if (store === null) return
-    const ids = new Set(tenants.map((tenant) => tenant.id))
     const keys = (await Promise.all(tenants.map((tenant) => store.keys(`vg:usage:{${tenant.id}}:*`)))).flat()
-    const ownerKeys = await store.keys('vg:usage:owner:*')
-    const owners = ownerKeys.length === 0 ? [] : await store.mget(...ownerKeys)
-    keys.push(...ownerKeys.filter((_key, index) => ids.has(owners[index] ?? '')))
     if (keys.length > 0) await store.del(...keys)
   })
   const create = (app: FastifyInstance, tenant: TestTenant) =>
@@ -43,6 +45,12 @@ t.test('50 concurrent creates against a budget of 10, across two instances: exac
   t.same(new Set(refused.map((answer) => answer.json().error.code)), new Set(['budget_exceeded']))
   t.equal(upstream.simulator.calls.create, 10, 'refused creates never reached the upstream')
 
+  // Request counts reach Redis within USAGE_FLUSH_MS (a report writes its own instance's first):
+  // once the other instance's are there too, either instance reports all of them. Waited for by
+  // watching Redis, not by sleeping a fixed time, which a loaded machine can outlast.
+  const dayKey = `vg:usage:{${acme.id}}:day:${utcDay(Date.now())}` // the usage clock is the real one here
+  const written = async () => Number(await first.redis?.hget(dayKey, 'requests') ?? 0)
+  for (const deadline = Date.now() + 10_000; await written() < 50 && Date.now() < deadline;) await sleep(flushMs)
   const usage = await second.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
   t.same(usage.json().total, { requests: 51, tasks_created: 10, tasks_completed: 0, tasks_failed: 0, video_seconds: 40, credits: 96 }, 'either instance reports the shared counters')
   t.match(await first.metrics.registry.metrics(), /^vg_redis_up 1$/m, 'the Redis gauge')
@@ -69,4 +77,24 @@ t.test('50 concurrent creates against maxConcurrentTasks 10, across two instance
   await second.inject({ method: 'GET', url: `/v1/tasks/${id}/events`, headers: { authorization: acme.authorization } })
   const usage = await first.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
   t.match(usage.json().total, { tasks_created: 11, tasks_completed: 1 })
+})
+
+t.test('request counts still in memory are written when the app closes, before its Redis connection quits', { skip }, async (t) => {
+  if ('skip' in redis) return
+  const acme = makeTenant(`close-${Date.now()}`)
+  const upstream = await startTestSimulator(t)
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { redisUrl: redis.url, usageFlushMs: 60_000 } })
+  for (let i = 0; i < 4; i++) {
+    const answer = await app.inject({ method: 'GET', url: '/v1/tasks/task-unified-1-none.AAAAAAAAAAAAAAAAAAAAAA', headers: { authorization: acme.authorization } })
+    t.equal(answer.statusCode, 404)
+  }
+  const reader = new Redis(redis.url)
+  const key = `vg:usage:{${acme.id}}:day:${utcDay(Date.now())}`
+  t.teardown(async () => {
+    await reader.del(key)
+    await reader.quit()
+  })
+  t.equal(await reader.hget(key, 'requests'), null, 'gathered in memory (USAGE_FLUSH_MS is a minute)')
+  await app.close()
+  t.equal(await reader.hget(key, 'requests'), '4')
 })

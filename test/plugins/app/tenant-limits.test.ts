@@ -134,19 +134,18 @@ t.test('a task seen ending on an event stream, or by a long-poll, frees its slot
   t.equal((await create()).status, 200, 'the long-poll saw it end: the slot is free')
 })
 
-t.test('taskFinished(), the hook for callbacks: by upstream id alone, once, with the final credits', async (t) => {
+t.test('taskFinished(), the hook for callbacks: once per task, with the final credits', async (t) => {
   const acme = makeTenant('acme', { maxConcurrentTasks: 1, budget: { creditsPerDay: 15 } })
   const { app, create } = await setUp(t, [acme])
   const scopedId = (await create(acme)).json().id as string
   const upstreamTaskId = app.taskIds.unscope(acme.id, scopedId) as string
   t.equal((await create(acme)).json().error.code, 'concurrency_limit_exceeded')
 
-  await app.tenantUsage.taskFinished({ upstreamTaskId, status: 'processing' })
+  await app.tenantUsage.taskFinished({ tenantId: acme.id, upstreamTaskId, status: 'processing' })
   t.equal((await create(acme)).json().error.code, 'concurrency_limit_exceeded', 'a running status is ignored')
   // The upstream's final figure: 5 credits instead of the 9.6 reserved.
-  await app.tenantUsage.taskFinished({ upstreamTaskId, status: 'completed', finalCredits: 5 })
-  await app.tenantUsage.taskFinished({ upstreamTaskId, status: 'completed', finalCredits: 5 })
-  await app.tenantUsage.taskFinished({ upstreamTaskId: 'task-unified-1-unknown1', status: 'failed' })
+  await app.tenantUsage.taskFinished({ tenantId: acme.id, upstreamTaskId, status: 'completed', finalCredits: 5 })
+  await app.tenantUsage.taskFinished({ tenantId: acme.id, upstreamTaskId, status: 'completed', finalCredits: 5 })
 
   const usage = await app.inject({ method: 'GET', url: '/v1/usage?from=2026-06-15&to=2026-06-15', headers: { authorization: acme.authorization } })
   t.same(usage.json().total, { requests: 4, tasks_created: 1, tasks_completed: 1, tasks_failed: 0, video_seconds: 4, credits: 5 }, 'counted once, the charge corrected')
