@@ -60,6 +60,12 @@ export const errorTable = {
     message: 'The task is not finished according to the video provider; nothing was relayed.',
     description: 'Answered to the upstream\'s callback (`POST /callbacks/evolink/{token}`) when a task read does not confirm that the task ended: the callback body is not trusted, and the upstream retries.'
   },
+  callback_not_registered: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'The task of this callback is not registered yet; nothing was relayed.',
+    description: 'Answered to the upstream\'s callback when it arrives before the gateway has recorded the create\'s answer (a task that ended at once): the upstream retries.'
+  },
   request_timeout: {
     statusCode: 408,
     type: 'invalid_request_error',

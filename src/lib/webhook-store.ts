@@ -5,9 +5,10 @@ import { defineScript } from './redis-script.ts'
 /** What the gateway remembers of a task created with `callback_url`, under the hash of its callback token. */
 export interface CallbackRegistration {
   tenantId: string
-  /** the tenant-scoped id */
-  taskId: string
-  upstreamTaskId: string
+  /** the tenant-scoped id; null until the upstream has accepted the create */
+  taskId: string | null
+  /** null until the upstream has accepted the create */
+  upstreamTaskId: string | null
   /** the tenant's URL (never sent to the upstream) */
   url: string
   createdAt: number

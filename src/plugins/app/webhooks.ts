@@ -49,6 +49,12 @@ export const callbackPathPrefix = '/callbacks/evolink/'
 export interface PreparedCallback {
   /** what the upstream is given instead of the tenant's URL */
   upstreamCallbackUrl: string
+  /**
+   * Call just before the upstream call: stores the registration without its task,
+   * so that a store that is down fails the create (503) before the upstream is
+   * called, never after it has accepted (and charged) a task the caller would not see.
+   */
+  reserve (): Promise<void>
   /** call once the upstream has accepted the task */
   register (task: { taskId: string, upstreamTaskId: string }): Promise<void>
 }
@@ -87,6 +93,16 @@ async function fromStore<T> (operation: () => Promise<T>): Promise<T> {
   }
 }
 const leaseMarginMs = 30_000
+/**
+ * A registration reserved before the upstream call is completed within that call's
+ * timeout, or never (the create failed): it need not outlive the upstream's retries by much.
+ */
+const reservedRegistrationTtlMs = 15 * 60_000
+
+type RegisteredCallback = CallbackRegistration & { taskId: string, upstreamTaskId: string }
+function isRegistered (registration: CallbackRegistration): registration is RegisteredCallback {
+  return registration.taskId !== null && registration.upstreamTaskId !== null
+}
 
 function eventTypeOf (snapshot: TaskSnapshot): string {
   return `video.generation.task.${String(snapshot.task.status)}`
@@ -117,7 +133,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   const publicBaseUrl = options.publicBaseUrl.replace(/\/+$/, '')
 
   /** A task ended (confirmed by a task read): its delivery is queued once, and `onTaskFinished` told once. */
-  async function taskFinished (registration: CallbackRegistration, snapshot: TaskSnapshot, hash: string): Promise<void> {
+  async function taskFinished (registration: RegisteredCallback, snapshot: TaskSnapshot, hash: string): Promise<void> {
     const payload = JSON.stringify({
       type: eventTypeOf(snapshot),
       timestamp: new Date(now()).toISOString(),
@@ -164,17 +180,22 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       const problem = await destinationProblem(url, { policy: options.policy, lookup: options.lookup })
       if (problem !== null) throw gatewayError('invalid_request', { args: [`callback_url ${problem}.`], param: 'callback_url' })
       const token = randomBytes(32).toString('base64url')
+      const save = async (task: { taskId: string, upstreamTaskId: string } | null, ttlMs: number): Promise<void> => {
+        const registration = { tenantId: tenant.id, taskId: task?.taskId ?? null, upstreamTaskId: task?.upstreamTaskId ?? null, url, createdAt: now() }
+        await fromStore(async () => { await store.saveRegistration(tokenHash(token), registration, ttlMs) })
+      }
       return {
         upstreamCallbackUrl: publicBaseUrl + callbackPathPrefix + token,
-        async register (task) {
-          await fromStore(async () => await store.saveRegistration(tokenHash(token), { tenantId: tenant.id, taskId: task.taskId, upstreamTaskId: task.upstreamTaskId, url, createdAt: now() }, options.registrationTtlMs))
-        }
+        reserve: async () => { await save(null, reservedRegistrationTtlMs) },
+        register: async (task) => { await save(task, options.registrationTtlMs) }
       }
     },
     async receiveCallback (token) {
       const hash = tokenPattern.test(token) ? tokenHash(token) : null
       const registration = hash === null ? null : await fromStore(async () => await store.registration(hash))
       if (hash === null || registration === null) throw gatewayError('not_found', { args: ['Unknown callback.'] })
+      // Called back before the create's answer was registered (a task that failed at once): the upstream retries.
+      if (!isRegistered(registration)) throw gatewayError('callback_not_registered')
       const snapshot = await fastify.taskStatus.confirm(registration.upstreamTaskId)
       if (!snapshot.terminal) throw gatewayError('callback_task_not_finished')
       await fromStore(async () => { await taskFinished(registration, snapshot, hash) })

@@ -66,6 +66,7 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     let task
     try {
       reservation = await fastify.tenantUsage.admit({ tenant, body, request })
+      if (callback !== null) await callback.reserve()
       const answer = await fastify.upstream.send({ method: 'POST', path: '/v1/videos/generations', body: upstreamBody, request })
       task = readUpstreamTask(answer.body)
     } catch (error) {

@@ -5,6 +5,7 @@ import { buildTestApp, logCollector, makeTenant, validBody, type TestTenant } fr
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 import { ownRedisServer } from '../../helpers/redis-server.ts'
+import { loopbackAllowList, testWebhookSecret } from '../../helpers/webhooks.ts'
 
 /** Polls until `check` holds (bounded). */
 async function until (check: () => boolean, timeoutMs: number): Promise<boolean> {
@@ -21,14 +22,15 @@ t.test('Redis goes away mid-traffic and comes back', { skip: 'skip' in own ? own
   const limited = makeTenant('limited', { rateLimit: { max: 2, timeWindow: 60_000 } })
   const acme = makeTenant('acme', { rateLimit: { max: 1000, timeWindow: 60_000 } })
   const budgeted = makeTenant('budgeted', { budget: { creditsPerDay: 1000 } })
-  const tenants = [limited, acme, budgeted]
+  const hooked = makeTenant('hooked', { webhookSecrets: [testWebhookSecret] })
+  const tenants = [limited, acme, budgeted, hooked]
   const build = async (policy: 'memory' | 'allow' | 'deny') => {
     const logs = logCollector()
     const app = await buildTestApp(t, {
       upstreamUrl: upstream.url,
       upstreamKey: TEST_UPSTREAM_KEY,
       tenants,
-      config: { redisUrl: own.url, rateLimitOnStoreError: policy },
+      config: { redisUrl: own.url, rateLimitOnStoreError: policy, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList },
       logger: { level: 'info', stream: logs.stream }
     })
     return { app, logs }
@@ -76,6 +78,18 @@ t.test('Redis goes away mid-traffic and comes back', { skip: 'skip' in own ? own
       t.equal(upstream.simulator.calls.create, before, 'no upstream call')
       const usage = await app.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
       assertErrorResponse(t, usage, { status: 503, code: 'store_unavailable', type: 'api_error', message: 'The gateway\'s shared store is unavailable; retry shortly.' })
+    })
+
+    t.test('a create with callback_url fails closed before the upstream call (its registration cannot be stored)', async (t) => {
+      const before = upstream.simulator.calls.create
+      const response = await app.inject({
+        method: 'POST',
+        url: '/v1/videos/generations',
+        headers: { authorization: hooked.authorization },
+        payload: { ...validBody, callback_url: 'http://127.0.0.1:9/hook' }
+      })
+      assertErrorResponse(t, response, { status: 503, code: 'store_unavailable', type: 'api_error', message: 'The gateway\'s shared store is unavailable; retry shortly.' })
+      t.equal(upstream.simulator.calls.create, before, 'no upstream call: no task the caller would not know of')
     })
 
     t.test('a browser token with a create cap fails closed; one without is served', async (t) => {

@@ -299,6 +299,29 @@ t.test('a callback for a task the upstream does not report finished relays nothi
   t.same((await h.deliveries(taskId)).json(), { data: [] })
 })
 
+t.test('a callback that comes before the create\'s answer is registered is 409, and the upstream\'s retry delivers', async (t) => {
+  const h = await harness(t)
+  // The create's steps one by one, as the route takes them: prepare, reserve, (the upstream call), register.
+  const tenant = h.app.tenantRegistry.byId.get(h.acme.id)!
+  const prepared = await h.app.webhooks.prepare(tenant, h.receiver.url)
+  await prepared.reserve()
+  const callbackPath = new URL(prepared.upstreamCallbackUrl).pathname
+  const early = await h.callback(callbackPath)
+  t.equal(early.statusCode, 409)
+  t.same(early.json(), expectedError('callback_not_registered', 'invalid_request_error', 'The task of this callback is not registered yet; nothing was relayed.', early.json().error.request_id))
+  t.equal(h.upstream.simulator.calls.task, 0, 'no task read: there is no task to read yet')
+
+  // The upstream's answer (a task of this tenant's, made without a callback so that only this registration relays it).
+  const created = await h.app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: h.acme.authorization }, payload: validBody })
+  const taskId = created.json().id as string
+  await prepared.register({ taskId, upstreamTaskId: h.app.taskIds.unscope(h.acme.id, taskId)! })
+  h.finishTasks()
+  t.equal((await h.callback(callbackPath)).statusCode, 200, 'the retry, once registered')
+  await h.app.webhooks.runDue()
+  t.equal(h.receiver.received.length, 1)
+  t.equal(JSON.parse(h.receiver.received[0]!.body).data.id, taskId)
+})
+
 t.test('a failed task is relayed as video.generation.task.failed', async (t) => {
   const h = await harness(t)
   const { taskId, callbackPath } = await h.create({ prompt: 'A storm [fail:content_policy_violation]' })
