@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
 import closeWithGrace from 'close-with-grace'
 import { destination, pino } from 'pino'
 import { buildApp } from './app.ts'
@@ -6,6 +7,8 @@ import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { startMetricsListener, type MetricsListener } from './lib/metrics-listener.ts'
+
+const listenBacklog = 4096
 
 // The only entry point that reads the environment: logger, server timeouts, graceful close, listen.
 if (existsSync('.env')) process.loadEnvFile('.env')
@@ -42,7 +45,9 @@ try {
     logStream.flushSync()
   })
 
-  await app.listen({ port: config.port, host: config.host })
+  // Node's default accept queue (511) overflowed when 1,000 clients connected at once in the
+  // bench's polling storm (kernel ListenOverflows, then SYN retries of seconds); the kernel caps it at somaxconn.
+  await app.listen({ port: config.port, host: config.host, backlog: listenBacklog })
   if (config.metricsPort !== 0) {
     metricsListener = await startMetricsListener({ registry: app.metrics.registry, host: config.host, port: config.metricsPort })
     logger.info({ url: `${metricsListener.url}/metrics` }, 'Prometheus metrics served on their own port')
@@ -50,7 +55,9 @@ try {
   // Start-up lines (the simulator-mode warning above all) must not wait in the buffer.
   logStream.flushSync()
   if (runtime.demoTenantKey !== null) {
-    const address = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+    // The port it got, not the one asked for: PORT=0 binds a free one.
+    const { port } = app.server.address() as AddressInfo
+    const address = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
     process.stdout.write([
       '',
       '  video-gateway is running on its built-in simulator (no real videos).',

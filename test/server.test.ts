@@ -29,6 +29,18 @@ t.test('with no EVOLINK_API_KEY: the simulator, a printed demo key, a working ga
   t.notMatch(server.output(), /sk-evo-sim-/, 'the simulator key is in no log line')
 })
 
+t.test('PORT=0: the printed address names the port the server got', async (t) => {
+  const server = startServerProcess(t, { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' })
+  const [, key] = await server.waitFor(/Demo tenant key: (vgk_\S+)/) as [string, string]
+  const [, base] = await server.waitFor(/Demo page: (http:\/\/127\.0\.0\.1:\d+)\/demo/) as [string, string]
+  t.notMatch(base, /:0$/, `not port 0 (${base})`)
+  const task = await request(`${base}/v1/tasks/task-unified-1-none.AAAAAAAAAAAAAAAAAAAAAA`, { headers: { authorization: `Bearer ${key}` } })
+  t.equal(task.statusCode, 404, 'the gateway answers there, with the printed key')
+  await task.body.dump()
+  server.child.kill('SIGTERM')
+  t.equal(await server.exited, 0)
+})
+
 t.test('with a real key, a missing TENANTS_FILE stops start-up with a clear message', async (t) => {
   const server = startServerProcess(t, { PORT: String(await freePort()), EVOLINK_API_KEY: 'sk-evo-real-key-that-must-not-leak' })
   t.equal(await server.exited, 1)
