@@ -14,6 +14,8 @@ export interface ScenarioRecord {
   /** one entry per round; sides alternate which one goes first */
   rounds: Array<{ first: Side, baseline: LoadResult, gateway: LoadResult }>
   gatewayRssMb: number | null
+  /** the baseline's, for reference: what Node itself takes on this machine */
+  baselineRssMb: number | null
 }
 
 export interface BenchRecord {
@@ -24,7 +26,7 @@ export interface BenchRecord {
   mode: 'full' | 'smoke'
   settings: { rounds: number, durationS: number, warmupS: number, connections: number, highConnections: number, fixedRate: { rate: number, connections: number }, gatewayFlags: string }
   scenarios: ScenarioRecord[]
-  highConcurrency: { connections: number, run: LoadResult, rssMb: number | null } | null
+  highConcurrency: { connections: number, run: LoadResult, rssMb: number | null, baseline: { run: LoadResult, rssMb: number | null } | null } | null
   /** many clients on one running task (bench/polling.ts); null when left out */
   polling: PollingRecord | null
   elapsedS: number
@@ -98,6 +100,7 @@ function everyRun (record: BenchRecord): LoadResult[] {
     ...Object.values(scenario.warmup), ...allRuns(scenario, 'baseline'), ...allRuns(scenario, 'gateway')
   ])
   if (record.highConcurrency !== null) runs.push(record.highConcurrency.run)
+  if (record.highConcurrency?.baseline != null) runs.push(record.highConcurrency.baseline.run)
   if (record.polling !== null) runs.push(record.polling.storm.run)
   return runs
 }
@@ -124,7 +127,9 @@ export function evaluateTargets (record: BenchRecord): Target[] {
     targets.push({ name: 'fixed-rate: gateway p99 − baseline p99 (ms)', value: delta, limit: '≤ 1', pass: delta <= 1, enforced })
   }
   const rss = record.highConcurrency?.rssMb ?? null
-  targets.push({ name: `gateway RSS after ${record.settings.highConnections} connections (MB)`, value: rss, limit: '≤ 150', pass: rss !== null && rss <= 150, enforced })
+  const baselineRss = record.highConcurrency?.baseline?.rssMb ?? null
+  const reference = baselineRss === null ? '' : ` (baseline proxy: ${baselineRss})`
+  targets.push({ name: `gateway RSS after ${record.settings.highConnections} connections (MB)${reference}`, value: rss, limit: '≤ 150', pass: rss !== null && rss <= 150, enforced })
   if (record.polling !== null) {
     const { storm, events } = record.polling
     targets.push({ name: `polling: upstream reads per second, ${storm.clients} clients on one task`, value: storm.upstreamReadsPerS, limit: '≤ 1', pass: storm.upstreamReadsPerS <= 1, enforced })
@@ -147,12 +152,13 @@ function rows (record: BenchRecord): string[][] {
     const conns = scenario.overallRate === null ? String(scenario.connections) : `${scenario.connections} @ ${scenario.overallRate}/s`
     const cpu = cpuCost === null ? '' : `, CPU/req ×${cpuCost.toFixed(2)}`
     const versus = scenario.overallRate === null ? `×${ratio.toFixed(2)} req/s${cpu}` : `p99 ${p99DeltaMs >= 0 ? '+' : ''}${p99DeltaMs.toFixed(2)} ms${cpu}`
-    out.push([scenario.name, 'baseline', conns, ...cells(baseline), '', ''])
+    out.push([scenario.name, 'baseline', conns, ...cells(baseline), scenario.baselineRssMb == null ? '' : String(scenario.baselineRssMb), ''])
     out.push(['', 'gateway', '', ...cells(gateway), scenario.gatewayRssMb === null ? '?' : String(scenario.gatewayRssMb), versus])
   }
   const high = record.highConcurrency
   if (high !== null) {
-    out.push(['create', 'gateway', String(high.connections), ...cells(summarize([high.run])), high.rssMb === null ? '?' : String(high.rssMb), '(one run, RSS target)'])
+    if (high.baseline != null) out.push(['create', 'baseline', String(high.connections), ...cells(summarize([high.baseline.run])), high.baseline.rssMb === null ? '?' : String(high.baseline.rssMb), ''])
+    out.push([high.baseline == null ? 'create' : '', 'gateway', high.baseline == null ? String(high.connections) : '', ...cells(summarize([high.run])), high.rssMb === null ? '?' : String(high.rssMb), '(one run each, RSS target)'])
   }
   return out
 }

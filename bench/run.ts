@@ -72,7 +72,7 @@ async function load (scenario: Scenario, side: Side, server: Started, durationS:
 async function runScenario (scenario: Scenario, baseline: Started, gateway: Started): Promise<ScenarioRecord> {
   const servers: Record<Side, Started> = { baseline, gateway }
   const record: ScenarioRecord = {
-    name: scenario.name, what: scenario.what, connections: scenario.connections, overallRate: scenario.overallRate ?? null, warmup: {}, rounds: [], gatewayRssMb: null
+    name: scenario.name, what: scenario.what, connections: scenario.connections, overallRate: scenario.overallRate ?? null, warmup: {}, rounds: [], gatewayRssMb: null, baselineRssMb: null
   }
   if (settings.warmupS > 0) {
     for (const side of ['baseline', 'gateway'] as const) record.warmup[side] = await load(scenario, side, servers[side], settings.warmupS)
@@ -87,6 +87,7 @@ async function runScenario (scenario: Scenario, baseline: Started, gateway: Star
     record.rounds.push({ first: order[0] as Side, baseline: results.baseline as LoadResult, gateway: results.gateway as LoadResult })
   }
   record.gatewayRssMb = rssMb(gateway.pid)
+  record.baselineRssMb = rssMb(baseline.pid)
   return record
 }
 
@@ -143,8 +144,11 @@ async function main (): Promise<number> {
   }
 
   const create = list[0] as Scenario
+  // The same run on the baseline: its RSS is what Node itself takes on this machine under that load.
+  const highBaseline = await load(create, 'baseline', baseline, settings.durationS, settings.highConnections)
   const high = await load(create, 'gateway', gateway, settings.durationS, settings.highConnections)
-  record.highConcurrency = { connections: settings.highConnections, run: high, rssMb: rssMb(gateway.pid) }
+  record.highConcurrency = { connections: settings.highConnections, run: high, rssMb: rssMb(gateway.pid), baseline: { run: highBaseline, rssMb: rssMb(baseline.pid) } }
+  say(`  create       ${settings.highConnections} connections baseline ${describe(highBaseline)}  RSS ${record.highConcurrency.baseline?.rssMb} MB`)
   say(`  create       ${settings.highConnections} connections gateway  ${describe(high)}  RSS ${record.highConcurrency.rssMb} MB`)
 
   if (only === undefined || only.includes('polling')) {
