@@ -46,8 +46,6 @@ export function percentile (values: readonly number[], p: number): number {
 export const ms = (value: number): string => `${Math.round(value)} ms`
 export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 
-/** A port nothing listens on right now (listen on 0, read it, close). */
-
 /** Deterministic PRNG (mulberry32), so that a failing mix can be replayed. */
 export function seededRandom (seed: number): () => number {
   let state = seed >>> 0

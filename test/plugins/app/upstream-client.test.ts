@@ -1,11 +1,11 @@
 import t from 'tap'
-import { createServer } from 'node:net'
 import { createServer as createHttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildTestApp, logCollector, makeTenant, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { assertErrorResponse, type ExpectedError } from '../../helpers/assert-error.ts'
 import type { Fault } from '../../../src/simulator/faults.ts'
+import { freePort } from '../../helpers/server-process.ts'
 
 /** Every way the upstream can fail maps to its row of the error table (the mapper, end to end). */
 t.test('upstream failures reach the caller in the one error format', async (t) => {
@@ -86,11 +86,8 @@ t.test('upstream failures reach the caller in the one error format', async (t) =
 })
 
 t.test('an upstream that refuses connections is upstream_unavailable', async (t) => {
-  // Take a free port and close it again: nothing listens there.
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
+  // A port nothing listens on, outside the kernel's ephemeral range (another socket of the suite cannot take it meanwhile).
+  const port = await freePort()
   const acme = makeTenant('acme')
   const app = await buildTestApp(t, { upstreamUrl: `http://127.0.0.1:${port}`, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme] })
   const response = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: validBody })
