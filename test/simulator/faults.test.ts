@@ -231,7 +231,7 @@ t.test('hang never answers until the app closes', async (t) => {
   t.notOk(settled, 'still waiting')
   const started = performance.now()
   await close()
-  t.ok(performance.now() - started < 1000, 'close did not wait for the hung call')
+  t.ok(performance.now() - started < 5000, 'close did not wait for the hung call (it would wait for ever)')
   await t.rejects(pending, { code: 'UND_ERR_SOCKET' })
 })
 
@@ -252,7 +252,7 @@ t.test('bodyNeverEnds: headers and part of a body, then silence', async (t) => {
   t.match(Buffer.concat(chunks).toString(), /^\{"created":/)
   const started = performance.now()
   await close()
-  t.ok(performance.now() - started < 1000, 'close released it')
+  t.ok(performance.now() - started < 5000, 'close released it (it would wait for ever)')
   await t.rejects(reading)
 })
 

@@ -56,7 +56,7 @@ t.test('close() finishes with hung, half-sent, delayed and idle keep-alive conne
   const began = performance.now()
   await started.close()
   const took = performance.now() - began
-  t.ok(took < 1000, `close took ${Math.round(took)} ms`)
+  t.ok(took < 5000, `close took ${Math.round(took)} ms`)
   const outcomes = await Promise.allSettled(calls)
   t.equal(outcomes.filter((o) => o.status === 'rejected').length >= 3, true, 'hung calls end with errors')
 })

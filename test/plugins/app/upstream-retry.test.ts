@@ -125,7 +125,8 @@ t.test('a timeout bounds the whole read, retries and waits included', async (t) 
   const timedOut = await app.inject({ method: 'GET', url: `/v1/tasks/${taskId}`, headers })
   assertErrorResponse(t, timedOut, { status: 504, code: 'upstream_timeout', type: 'upstream_error', message: 'The video provider did not answer within 800 ms.' })
   const ms = performance.now() - hung
-  t.ok(ms < 1100, `the two attempts took ${Math.round(ms)} ms in all`)
+  // Two attempts with 800 ms each would take 1.6 s; the bound leaves a loaded machine room.
+  t.ok(ms < 1400, `the two attempts took ${Math.round(ms)} ms in all, not 800 ms each`)
 })
 
 t.test('POST: a refused connection (nothing was sent) is retried, once', async (t) => {
