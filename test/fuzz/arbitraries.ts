@@ -199,20 +199,28 @@ export function describeRequest (request: FuzzRequest): string {
  * Problems with one answer (empty when it is fine):
  * - never 5xx; 2xx, or a 4xx whose body is exactly the error format of a row of
  *   the table with request_id = x-request-id (HEAD: status only), or a redirect to a
- *   same-origin path within /docs (Swagger UI's static files) that is not to itself;
- * - no upstream call unless the answer is 2xx (and at most one create).
+ *   same-origin path within /docs (Swagger UI's static files) that is not to itself,
+ *   or a 304 with an ETag and no body to a GET or HEAD that sent If-None-Match
+ *   (`*` included: RFC 9110 13.1.2, any current representation matches it);
+ * - no upstream call unless the answer is 2xx or 304 (and at most one create).
  */
 export function answerProblems (
-  request: { method: string, url: string },
+  request: { method: string, url: string, headers?: Record<string, string | string[] | undefined> },
   answer: { statusCode: number, headers: Record<string, unknown>, body: string },
   before: UpstreamCounts,
   after: UpstreamCounts
 ): string[] {
   const problems: string[] = []
   const status = answer.statusCode
-  const ok = status >= 200 && status < 300
+  const conditionalRead = ['GET', 'HEAD'].includes(request.method.toUpperCase()) &&
+    Object.keys(request.headers ?? {}).some((name) => name.toLowerCase() === 'if-none-match')
+  const notModified = status === 304 && conditionalRead
+  const ok = (status >= 200 && status < 300) || notModified
   if (status >= 500) problems.push(`server error ${status}`)
-  else if (status >= 300 && status < 400) {
+  else if (notModified) {
+    if (typeof answer.headers.etag !== 'string') problems.push('304 without an ETag')
+    if (answer.body !== '') problems.push(`304 with a body: ${clip(answer.body)}`)
+  } else if (status >= 300 && status < 400) {
     const location = answer.headers.location
     if (typeof location !== 'string' || !/^\/(?![/\\])/.test(location) || !decodedPath(location).startsWith('/docs')) {
       problems.push(`redirect ${status} to ${String(location)}: not a same-origin path within /docs`)

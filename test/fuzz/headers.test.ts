@@ -103,7 +103,7 @@ function isControl (char: string): boolean {
   return (code < 0x20 && code !== 0x09) || code === 0x7f
 }
 
-function rawRequestOf (fx: FuzzGateway, c: RawCase): { method: string, url: string, bytes: Buffer } {
+function rawRequestOf (fx: FuzzGateway, c: RawCase): { method: string, url: string, headers: Record<string, string | string[]>, bytes: Buffer } {
   const method = c.route === 'create' ? 'POST' : 'GET'
   const base = { create: '/v1/videos/generations', task: `/v1/tasks/${fx.taskId}`, healthz: '/healthz' }[c.route]
   const url = { plain: base, query: `${base}?a=1&b=%zz&c`, 'non-ascii': `${base}é`, long: `${base}?pad=${'q'.repeat(20_000)}` }[c.target]
@@ -132,7 +132,7 @@ function rawRequestOf (fx: FuzzGateway, c: RawCase): { method: string, url: stri
   const clean = (value: string): string => c.clean ? [...value].map((char) => isControl(char) ? '?' : char).join('') : value
   for (const [name, value] of Object.entries(headers)) for (const one of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${clean(one)}`)
   if (c.malformed !== undefined) lines.splice(1, 0, c.malformed)
-  return { method, url, bytes: Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8'), body]) }
+  return { method, url, headers, bytes: Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'utf8'), body]) }
 }
 
 interface RawAnswer {

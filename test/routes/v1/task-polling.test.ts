@@ -73,6 +73,7 @@ t.test('GET /v1/tasks/:task_id through the status cache (memory)', async (t) => 
     t.equal(same.headers['cache-control'], 'private, no-cache')
     t.equal((await read(id, { 'if-none-match': `"other", W/${etag}` })).statusCode, 304, 'a list, and the weak form, match too')
     t.equal((await read(id, { 'if-none-match': '"stale"' })).statusCode, 200)
+    t.equal((await read(id, { 'if-none-match': '*' })).statusCode, 304, '* matches any current answer (RFC 9110 13.1.2)')
     clock += 50_000
     const changed = await read(id, { 'if-none-match': etag })
     t.equal(changed.statusCode, 200, 'once the task moved, the full answer')
