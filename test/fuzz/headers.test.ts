@@ -144,7 +144,7 @@ interface RawAnswer {
 /**
  * Sends bytes (without half-closing: Node's server drops pending requests on a
  * client FIN), reads until the server closes (`connection: close`) or 5 s, and
- * parses the first answer.
+ * parses the first final answer.
  */
 function exchange (port: number, bytes: Buffer): Promise<RawAnswer | string> {
   return new Promise((resolve) => {
@@ -156,8 +156,13 @@ function exchange (port: number, bytes: Buffer): Promise<RawAnswer | string> {
       if (done) return
       done = true
       clearTimeout(timer)
-      const text = Buffer.concat(chunks).toString('latin1')
-      if (problem !== undefined) return resolve(`${problem}; got ${JSON.stringify(text.slice(0, 300))}`)
+      const received = Buffer.concat(chunks)
+      if (problem !== undefined) return resolve(`${problem}; got ${JSON.stringify(received.toString('latin1', 0, 300))}`)
+      // Interim answers (100 Continue to `Expect: 100-continue`) come before the final one (RFC 9110 15.2).
+      let text = received.toString('latin1') // one character per byte: string offsets are byte offsets
+      for (let interim = /^HTTP\/1\.[01] 1\d\d /.test(text); interim && text.includes('\r\n\r\n'); interim = /^HTTP\/1\.[01] 1\d\d /.test(text)) {
+        text = text.slice(text.indexOf('\r\n\r\n') + 4)
+      }
       const end = text.indexOf('\r\n\r\n')
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(text)
       if (end === -1 || status === null) return resolve(`no HTTP answer: ${JSON.stringify(text.slice(0, 300))}`)
@@ -167,7 +172,7 @@ function exchange (port: number, bytes: Buffer): Promise<RawAnswer | string> {
         const name = line.slice(0, colon).trim().toLowerCase()
         headers[name] = name in headers ? `${headers[name]}, ${line.slice(colon + 1).trim()}` : line.slice(colon + 1).trim()
       }
-      let rest = Buffer.concat(chunks).subarray(Buffer.byteLength(text.slice(0, end + 4), 'latin1'))
+      let rest = Buffer.from(text.slice(end + 4), 'latin1')
       if (headers['content-length'] !== undefined) rest = rest.subarray(0, Number(headers['content-length']))
       else if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
         const parts: Buffer[] = []
