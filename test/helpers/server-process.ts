@@ -8,13 +8,13 @@ import { captureForLeakScan } from './leak-capture.ts'
 
 const serverPath = fileURLToPath(new URL('../../src/server.ts', import.meta.url))
 
-/** The kernel's ephemeral range (the ports it hands to `listen(0)` and to outgoing connections). */
-function ephemeralPortRange (): { low: number, high: number } {
+/** Where the kernel's ephemeral range starts (the ports it hands to `listen(0)` and to outgoing connections). */
+function ephemeralPortsStart (): number {
   try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
-    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low as number, high: high as number }
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+    if (Number.isInteger(low)) return low
   } catch {}
-  return { low: 32768, high: 60999 } // Linux's default
+  return 32768 // Linux's default
 }
 
 /** Free right now: nothing listens on it (the probe binds it and lets it go). */
@@ -27,7 +27,7 @@ async function isFree (port: number): Promise<boolean> {
 }
 
 /** Ports this helper picks from: below the ephemeral range, above the usual services (Redis's 6379...). */
-const pickedPorts = { low: 20_000, high: Math.min(ephemeralPortRange().low, 65_536) }
+const pickedPorts = { low: 20_000, high: Math.min(ephemeralPortsStart(), 65_536) }
 
 /**
  * A loopback port for a process that must be told its port before it starts
