@@ -235,10 +235,7 @@ function createRequestCountBatcher (options: { redis: Redis, flushMs: number, ma
       // Not written: counted again with the next ones (HINCRBY of a pipeline that failed part way may
       // have landed for some hashes; a count twice is rarer and cheaper than a count lost on every blip).
       // (The bound holds here too: hashes beyond it lose this batch's counts.)
-      for (const [key, count] of counts) {
-        const kept = pending.get(key)
-        if (kept !== undefined || pending.size < options.maxPendingKeys) pending.set(key, (kept ?? 0) + count)
-      }
+      for (const [key, count] of counts) keep(key, count)
       schedule()
     }
   }
@@ -255,6 +252,13 @@ function createRequestCountBatcher (options: { redis: Redis, flushMs: number, ma
     }
     return inFlight
   }
+  /** Adds to a waiting hash's count; false when it is a new hash and `maxPendingKeys` are already waiting. */
+  function keep (key: string, count: number): boolean {
+    const waiting = pending.get(key)
+    if (waiting === undefined && pending.size >= options.maxPendingKeys) return false
+    pending.set(key, (waiting ?? 0) + count)
+    return true
+  }
   function schedule (): void {
     // flush() never rejects: a failed write keeps its counts. After close nothing retries
     // (the connection is about to quit): close() reports what it could not write.
@@ -262,11 +266,7 @@ function createRequestCountBatcher (options: { redis: Redis, flushMs: number, ma
   }
   return {
     add (key) {
-      const count = pending.get(key)
-      if (count === undefined && pending.size >= options.maxPendingKeys) {
-        throw new Error(`request count not kept: ${pending.size} day-hashes are already waiting to be written to Redis`)
-      }
-      pending.set(key, (count ?? 0) + 1)
+      if (!keep(key, 1)) throw new Error(`request count not kept: ${pending.size} day-hashes are already waiting to be written to Redis`)
       schedule()
     },
     flush,

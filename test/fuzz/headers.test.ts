@@ -160,9 +160,7 @@ function exchange (port: number, bytes: Buffer): Promise<RawAnswer | string> {
       if (problem !== undefined) return resolve(`${problem}; got ${JSON.stringify(received.toString('latin1', 0, 300))}`)
       // Interim answers (100 Continue to `Expect: 100-continue`) come before the final one (RFC 9110 15.2).
       let text = received.toString('latin1') // one character per byte: string offsets are byte offsets
-      for (let interim = /^HTTP\/1\.[01] 1\d\d /.test(text); interim && text.includes('\r\n\r\n'); interim = /^HTTP\/1\.[01] 1\d\d /.test(text)) {
-        text = text.slice(text.indexOf('\r\n\r\n') + 4)
-      }
+      while (/^HTTP\/1\.[01] 1\d\d /.test(text) && text.includes('\r\n\r\n')) text = text.slice(text.indexOf('\r\n\r\n') + 4)
       const end = text.indexOf('\r\n\r\n')
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(text)
       if (end === -1 || status === null) return resolve(`no HTTP answer: ${JSON.stringify(text.slice(0, 300))}`)
