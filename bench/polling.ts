@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, fetch as undiciFetch } from 'undici'
-import { createTaskIdCodec } from '../src/lib/task-id.ts'
+import { createTaskIdCodec } from '../src/features/tasks/task-id.ts'
 import { runLoad, type LoadResult } from './load.ts'
 
 /**

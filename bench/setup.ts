@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { tenantKeyHash } from '../src/lib/tenants.ts'
+import { tenantKeyHash } from '../src/features/tenants/registry.ts'
 import { completedTask, createBody, createdTask } from './fixtures.ts'
 
 /** The gateway's side of a bench run: build, secrets, tenants file, env, and a first check of each server. */

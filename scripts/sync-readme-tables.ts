@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs'
-import { errorTable } from '../src/errors.ts'
+import { errorTable } from '../src/errors/table.ts'
 import { describeConfig } from '../src/config.ts'
 
 /**
  * `npm run docs`: rewrites the README's error table and configuration table
- * from src/errors.ts and src/config.ts (tests check that every row is there).
+ * from src/errors/table.ts and src/config.ts (tests check that every row is there).
  */
 const readmePath = new URL('../README.md', import.meta.url)
 let readme = readFileSync(readmePath, 'utf8')

@@ -1,4 +1,4 @@
-import { generateTenantKey, generateWebhookSecret, tenantKeyHash } from '../src/lib/tenants.ts'
+import { generateTenantKey, generateWebhookSecret, tenantKeyHash } from '../src/features/tenants/registry.ts'
 
 /**
  * `npm run tenant-key -- <tenant id>`: prints a new random tenant key (give it

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { ConfigError, gatewaySecrets, type Config } from './config.ts'
-import { generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHash } from './lib/tenants.ts'
+import { generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHash } from './features/tenants/registry.ts'
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { startSimulator } from './simulator/start.ts'
 

@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from 'typebox'
 import { Value } from 'typebox/value'
-import { firstSchemaProblem } from './lib/schema-errors.ts'
+import { firstSchemaProblem } from './errors/schema-errors.ts'
 
 /**
  * The gateway's whole configuration: one TypeBox schema. Each property names

@@ -1,6 +1,6 @@
 import { stdSerializers, type LoggerOptions } from 'pino'
 import type { Config } from './config.ts'
-import { createScrubber } from './lib/scrub.ts'
+import { createScrubber } from './features/upstream/scrub.ts'
 
 /** Replaces secrets in every string of a serialized error (message, stack, causes, extra fields). */
 function scrubStrings (value: unknown, scrub: (text: string) => string, depth = 0): unknown {

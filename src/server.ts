@@ -6,7 +6,7 @@ import { buildApp } from './app.ts'
 import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
-import { startMetricsListener, type MetricsListener } from './lib/metrics-listener.ts'
+import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
 
 const listenBacklog = 4096
 

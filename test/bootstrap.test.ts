@@ -2,7 +2,7 @@ import t from 'tap'
 import { pino } from 'pino'
 import { prepareRuntime } from '../src/bootstrap.ts'
 import { resolveConfig } from '../src/config.ts'
-import { buildTenantRegistry } from '../src/lib/tenants.ts'
+import { buildTenantRegistry } from '../src/features/tenants/registry.ts'
 
 const silent = pino({ level: 'silent' })
 

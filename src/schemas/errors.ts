@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from 'typebox'
-import { errorTable, type ErrorCode } from '../errors.ts'
+import { errorTable, type ErrorCode } from '../errors/table.ts'
 
 const codes = Object.keys(errorTable) as ErrorCode[]
 

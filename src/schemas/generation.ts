@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { models } from '../models.ts'
+import { models } from '../models/index.ts'
 import { VideoGenerationRequest } from './generated/veo-3.1-fast.ts'
 
 /**

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, type BuildAppOptions } from '../../src/app.ts'
 import type { Config } from '../../src/config.ts'
-import { tenantKeyHash } from '../../src/lib/tenants.ts'
+import { tenantKeyHash } from '../../src/features/tenants/registry.ts'
 import { captureForLeakScan } from './leak-capture.ts'
 import type { TenantDefinition } from '../../src/schemas/tenants.ts'
 

@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
-import { gatewayError, type GatewayError } from '../../errors.ts'
-import { fallbackRateLimitStore, type StoreErrorPolicy } from '../../lib/fallback-rate-limit-store.ts'
+import { gatewayError, type GatewayError } from '../../errors/table.ts'
+import { fallbackRateLimitStore, type StoreErrorPolicy } from '../../features/store/fallback-rate-limit-store.ts'
 
 export interface RateLimitPluginOptions {
   /** RATE_LIMIT_ON_STORE_ERROR: what the limits do while Redis is down (see fallback-rate-limit-store.ts) */

@@ -1,12 +1,12 @@
 import { PassThrough } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { gatewayError, isGatewayError } from '../../errors.ts'
+import { gatewayError, isGatewayError } from '../../errors/table.ts'
 import { TaskEventsHeaders, TaskEventsQuery, TaskParams } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
-import { progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
-import { errorBody, logFailure } from '../../plugins/app/error-handler.ts'
-import { tenantOf } from '../../plugins/app/tenant-auth.ts'
-import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+import { progressed, type TaskSnapshot } from '../../features/tasks/snapshot.ts'
+import { errorBody, logFailure } from '../../errors/handler.ts'
+import { tenantOf } from '../../features/tenants/auth.ts'
+import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 import { presentTask, upstreamIdOf } from './tasks.ts'
 
 export interface TaskEventsRouteOptions {

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError } from '../../errors/table.ts'
 import { TaskHeaders, TaskParams, TaskQuery } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { VideoGenerationTask } from '../../schemas/generated/evolink.ts'
-import { matchesIfNoneMatch, progressed, type TaskSnapshot } from '../../lib/task-snapshot.ts'
-import type { TaskStatus } from '../../plugins/app/task-status.ts'
-import { tenantOf } from '../../plugins/app/tenant-auth.ts'
-import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+import { matchesIfNoneMatch, progressed, type TaskSnapshot } from '../../features/tasks/snapshot.ts'
+import type { TaskStatus } from '../../features/tasks/status.ts'
+import { tenantOf } from '../../features/tenants/auth.ts'
+import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 
 /** The task as this tenant sees it: the upstream's body with the tenant-scoped id. */
 export function presentTask (snapshot: TaskSnapshot, scopedId: string): VideoGenerationTask {

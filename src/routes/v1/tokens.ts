@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError } from '../../errors/table.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { CreateTokenBody, defaultTokenTtlSeconds, TokenResponse } from '../../schemas/tokens.ts'
-import { tenantOf } from '../../plugins/app/tenant-auth.ts'
-import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+import { tenantOf } from '../../features/tenants/auth.ts'
+import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 
 const tokensRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/tokens', {

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from 'typebox'
-import { gatewayError } from '../../errors.ts'
+import { gatewayError } from '../../errors/table.ts'
 import { errorResponses } from '../../schemas/errors.ts'
-import { fromMilli } from '../../lib/create-charge.ts'
-import { daysBetween, parseUtcDay, utcDay } from '../../lib/usage-windows.ts'
-import type { UsageDay } from '../../lib/usage-store.ts'
+import { fromMilli } from '../../features/usage/charge.ts'
+import { daysBetween, parseUtcDay, utcDay } from '../../features/usage/windows.ts'
+import type { UsageDay } from '../../features/usage/store/memory.ts'
 import { endUserPattern } from '../../schemas/tokens.ts'
-import { tenantOf } from '../../plugins/app/tenant-auth.ts'
-import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+import { tenantOf } from '../../features/tenants/auth.ts'
+import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 
 /** Longest report: a year, leap day included. */
 export const maxUsageDays = 366

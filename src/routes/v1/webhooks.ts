@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponses } from '../../schemas/errors.ts'
 import { DeliveriesQuery, DeliveryList, DeliveryParams, DeliveryView } from '../../schemas/webhooks.ts'
-import type { Delivery } from '../../lib/webhook-store.ts'
-import { tenantOf } from '../../plugins/app/tenant-auth.ts'
-import { tenantRateLimit } from '../../plugins/app/tenant-rate-limit.ts'
+import type { Delivery } from '../../features/webhooks/store.ts'
+import { tenantOf } from '../../features/tenants/auth.ts'
+import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 import { upstreamIdOf } from './tasks.ts'
 
 const iso = (ms: number): string => new Date(ms).toISOString()

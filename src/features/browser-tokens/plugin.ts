@@ -1,0 +1,114 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { gatewayError, storeUnavailable } from '../../errors/table.ts'
+import { videoDurationOf } from '../usage/charge.ts'
+import type { CreateGenerationBody } from '../../schemas/generation.ts'
+import { createBrowserTokenSigner, type BrowserTokenGrant, type BrowserTokenSigner } from './token.ts'
+import { memoryTokenCreateCounter, redisTokenCreateCounter } from './create-counter.ts'
+import type { Tenant, TenantRegistry } from '../tenants/registry.ts'
+import { limitExceeded } from '../../plugins/external/rate-limit.ts'
+
+export interface BrowserTokensOptions {
+  /** GATEWAY_SECRET's list: the first signs, all verify */
+  secrets: readonly string[]
+  registry: TenantRegistry
+  /** without Redis: how many tokens' create counts are kept */
+  memoryMaxTokens?: number
+  /** the token clock (ms); tests mint tokens that are already expired */
+  now?: () => number
+}
+
+/** What a create asks for, as far as a token's narrowing is concerned. */
+export type CreateRequestShape = Pick<CreateGenerationBody, 'model' | 'quality' | 'duration' | 'generation_type'>
+
+export interface BrowserTokens extends BrowserTokenSigner {
+  /**
+   * Checks a token-authenticated create against what the token allows and
+   * counts it against the token's create cap and the end user's limit.
+   * Resolves with a function that takes the create back if the upstream
+   * refuses it; tenant-key requests pass through (nothing to take back).
+   */
+  admitCreate (request: FastifyRequest, body: CreateRequestShape): Promise<() => Promise<void>>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    browserTokens: BrowserTokens
+  }
+  interface FastifyRequest {
+    /** the grant of the browser token the request came with; null with a tenant key */
+    browserToken: BrowserTokenGrant | null
+  }
+}
+
+const nothingToTakeBack = async (): Promise<void> => {}
+
+function refuse (message: string, param: string): never {
+  throw gatewayError('forbidden', { args: [message], param })
+}
+
+async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTokensOptions): Promise<void> {
+  const signer = createBrowserTokenSigner({ secrets: options.secrets, now: options.now })
+  const counter = fastify.redis === null
+    ? memoryTokenCreateCounter({ maxTokens: options.memoryMaxTokens ?? 10_000, now: options.now })
+    : redisTokenCreateCounter({ redis: fastify.redis })
+  // One limiter per tenant that sets an end-user limit: its window is the tenant's own.
+  const endUserLimiters = new Map(options.registry.tenants
+    .filter((tenant): tenant is Tenant & { endUserRateLimit: NonNullable<Tenant['endUserRateLimit']> } => tenant.endUserRateLimit !== null)
+    .map((tenant) => [tenant.id, {
+      plan: tenant.endUserRateLimit,
+      limit: fastify.createRateLimit({
+        max: tenant.endUserRateLimit.max,
+        timeWindow: tenant.endUserRateLimit.timeWindowMs,
+        keyGenerator: (request: FastifyRequest) => `end-user:${tenant.id}:${request.browserToken?.endUser ?? ''}`
+      })
+    }]))
+
+  fastify.decorateRequest('browserToken', null)
+
+  async function limitEndUser (request: FastifyRequest, grant: BrowserTokenGrant): Promise<void> {
+    const limiter = grant.endUser === null ? undefined : endUserLimiters.get(grant.tenantId)
+    if (limiter === undefined) return
+    const limit = await limiter.limit(request)
+    if (limit.isAllowed === false && limit.isExceeded) {
+      throw limitExceeded({ policy: 'end-user', ...limiter.plan, retryAfterSeconds: limit.ttlInSeconds })
+    }
+  }
+
+  async function countCreate (grant: BrowserTokenGrant): Promise<() => Promise<void>> {
+    if (grant.maxCreates === null) return nothingToTakeBack
+    let count: number
+    try {
+      count = await counter.add(grant.tokenId, grant.expiresAt * 1000)
+    } catch (cause) {
+      // Fail closed: without the store the cap cannot be kept.
+      fastify.redisOutage?.failed(cause)
+      throw storeUnavailable(cause)
+    }
+    const takeBack = async (): Promise<void> => { await counter.remove(grant.tokenId).catch(() => {}) }
+    if (count > grant.maxCreates) {
+      await takeBack()
+      refuse(`This token's create limit (${grant.maxCreates}) is used up; get a new token.`, 'token')
+    }
+    return takeBack
+  }
+
+  const tokens: BrowserTokens = {
+    mint: signer.mint,
+    verify: signer.verify,
+    async admitCreate (request, body) {
+      const grant = request.browserToken
+      if (grant === null) return nothingToTakeBack
+      if (grant.models !== null && !grant.models.includes(body.model)) refuse(`This token may not use model "${body.model}".`, 'model')
+      const quality = body.quality ?? '720p'
+      if (grant.qualities !== null && !grant.qualities.includes(quality)) refuse(`This token may not use quality "${quality}" (allowed: ${grant.qualities.join(', ')}).`, 'quality')
+      const duration = videoDurationOf(body)
+      if (grant.maxDuration !== null && duration > grant.maxDuration) refuse(`This token allows videos of at most ${grant.maxDuration} seconds.`, 'duration')
+      await limitEndUser(request, grant)
+      return await countCreate(grant)
+    }
+  }
+  fastify.decorate('browserTokens', tokens)
+}
+
+export default fp(browserTokensPlugin, { name: 'browser-tokens', fastify: '5.x', dependencies: ['redis-store', 'rate-limit'] })

@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto'
+import fp from 'fastify-plugin'
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
+import { LRUCache } from 'lru-cache'
+import { gatewayError, storeUnavailable } from '../../errors/table.ts'
+import { createChargeOf, fromMilli, toMilli } from './charge.ts'
+import { createMemoryUsageStore, type BudgetName, type Reservation, type TaskOutcome, type UsageDay } from './store/memory.ts'
+import { createRedisUsageStore } from './store/redis.ts'
+import { isTerminalStatus, type TaskSnapshot } from '../tasks/snapshot.ts'
+import type { Tenant } from '../tenants/registry.ts'
+import type { CreateGenerationBody } from '../../schemas/generation.ts'
+import type { VideoGenerationTask } from '../../schemas/generated/evolink.ts'
+
+export interface TenantUsageOptions {
+  /** TASK_CONCURRENCY_STALE_MS: a task holds its tenant's concurrency slot at most this long */
+  staleMs: number
+  /** USAGE_FLUSH_MS: how long request counts gather before they are written to Redis */
+  requestCountFlushMs?: number
+  /** clock of budget windows and slot deadlines (default Date.now) */
+  now?: () => number
+}
+
+export interface TaskFinished {
+  /** the task's tenant (a callback's registration names it) */
+  tenantId: string
+  upstreamTaskId: string
+  /** the task's status: completed, or failed (cancelled counts as failed); any other status is ignored */
+  status: string
+  /** the task's final `usage.credits_reserved`, when it reports one: corrects the charge of its create */
+  finalCredits?: number
+}
+
+export interface TenantUsage {
+  /**
+   * Admits a create before the upstream is called: reserves a concurrency slot
+   * and the estimated charge atomically, or throws 429 concurrency_limit_exceeded
+   * or budget_exceeded (503 store_unavailable if the tenant has limits and Redis
+   * fails). Null: the store failed for a tenant without limits, which is let
+   * through uncounted. Follow with settle() or release(), always.
+   */
+  admit (create: { tenant: Tenant, body: CreateGenerationBody, request: FastifyRequest }): Promise<Reservation | null>
+  /** the upstream created the task: the slot is now its id, the charge its `usage.credits_reserved` (metrics count it even if the store failed). Never throws. */
+  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, request: FastifyRequest }): Promise<void>
+  /** the create failed: slot and charge are given back. Never throws. */
+  release (failed: { reservation: Reservation | null, request: FastifyRequest }): Promise<void>
+  /**
+   * The gateway saw the task finished (a read, a long-poll, an event stream, or
+   * a callback): frees its slot and counts it, once per task however often it is
+   * called. Never throws.
+   */
+  taskFinished (finished: TaskFinished): Promise<void>
+  /** taskFinished() if this snapshot is terminal */
+  observe (options: { tenantId: string, upstreamTaskId: string, snapshot: TaskSnapshot }): Promise<void>
+  /** the clock of usage days and budget windows (ms) */
+  now (): number
+  /** per-day counters of one tenant (throws store_unavailable if Redis fails) */
+  /** the tenant's days, or with `endUser` that end user's part (browser tokens' creates and requests) */
+  report (options: { tenantId: string, days: readonly string[], endUser?: string | null }): Promise<UsageDay[]>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    tenantUsage: TenantUsage
+    /** counts an authenticated request in its tenant's usage of the day */
+    countTenantRequest (request: FastifyRequest): void
+  }
+}
+
+const budgetWords: Record<BudgetName, { window: string, unit: string }> = {
+  creditsPerDay: { window: 'daily', unit: 'credits' },
+  creditsPerMonth: { window: 'monthly', unit: 'credits' },
+  videoSecondsPerDay: { window: 'daily', unit: 'video-seconds' },
+  videoSecondsPerMonth: { window: 'monthly', unit: 'video-seconds' }
+}
+
+function creditsOf (task: Readonly<VideoGenerationTask>): number | null {
+  const credits = task.usage?.credits_reserved
+  return typeof credits === 'number' && Number.isFinite(credits) && credits >= 0 ? toMilli(credits) : null
+}
+
+/**
+ * Per-tenant concurrency caps, budgets and usage counters (lib/usage-store.ts),
+ * in Redis when there is one. Every authenticated /v1 request is counted
+ * (`countRequest`, hooked in routes/v1/index.ts).
+ */
+async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsageOptions): Promise<void> {
+  const now = options.now ?? Date.now
+  const store = fastify.redis === null ? createMemoryUsageStore() : createRedisUsageStore({ redis: fastify.redis, nameSpace: 'vg:usage:', requestCountFlushMs: options.requestCountFlushMs })
+  // Terminal reads repeat (clients poll a finished task, caches serve it): this spares the store the repeats.
+  const recentlyFinished = new LRUCache<string, true>({ max: 10_000 })
+  const log = fastify.log.child({ component: 'tenant-usage' })
+  /** During a Redis outage the outage tracker has warned once already: each failure then is a debug line. */
+  const storeFailed = (logger: FastifyBaseLogger, error: unknown, message: string, fields: Record<string, unknown> = {}): void => {
+    if (fastify.redisOutage?.down === true) logger.debug({ err: error, ...fields }, message)
+    else logger.warn({ err: error, ...fields }, message)
+  }
+
+  const usage: TenantUsage = {
+    async admit ({ tenant, body, request }) {
+      const charge = createChargeOf(body)
+      const hasLimits = tenant.maxConcurrentTasks !== null || tenant.budget !== null
+      const at = now()
+      let admission
+      try {
+        admission = await store.admit({
+          tenantId: tenant.id,
+          token: `reservation:${randomUUID()}`,
+          charge,
+          limits: { maxConcurrentTasks: tenant.maxConcurrentTasks, budget: tenant.budget, staleMs: options.staleMs },
+          now: at
+        })
+      } catch (error) {
+        // Budgets are money: a tenant with limits is not let through uncounted.
+        if (hasLimits) throw storeUnavailable(error)
+        storeFailed(request.log, error, 'usage store failed: this create is not counted')
+        return null
+      }
+      if (admission.admitted) return admission.reservation
+      if (admission.reason === 'concurrency') throw gatewayError('concurrency_limit_exceeded', { args: [admission.limit] })
+      const { window, unit } = budgetWords[admission.budget]
+      const retryAfter = Math.max(1, Math.ceil((admission.resetsAt - at) / 1000))
+      const cost = unit === 'credits' ? `about ${fromMilli(charge.creditsMilli)} credits` : `${charge.videoSeconds} video-seconds`
+      throw gatewayError('budget_exceeded', {
+        args: [`This create (${cost}) would pass the tenant's ${window} budget of ${admission.limit} ${unit}; it resets at ${new Date(admission.resetsAt).toISOString()} (in ${retryAfter} s).`],
+        headers: { 'retry-after': String(retryAfter) }
+      })
+    },
+    async settle ({ tenant, body, reservation, task, request }) {
+      const charge = reservation?.charge ?? createChargeOf(body)
+      fastify.metrics.creditsCharged(tenant.id, creditsOf(task) ?? charge.creditsMilli)
+      fastify.metrics.videoSecondsOrdered(tenant.id, charge.videoSeconds)
+      if (reservation === null) return
+      try {
+        await store.settle({ reservation, upstreamTaskId: task.id, creditsMilli: creditsOf(task), staleMs: options.staleMs, now: now(), endUser: request.browserToken?.endUser })
+      } catch (error) {
+        // The task exists upstream: failing the answer now would only make the client create it again.
+        request.log.error({ err: error, upstreamTaskId: task.id }, 'usage store failed to settle a create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
+      }
+    },
+    async release ({ reservation, request }) {
+      if (reservation === null) return
+      try {
+        await store.release(reservation)
+      } catch (error) {
+        request.log.error({ err: error }, 'usage store failed to release a failed create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
+      }
+    },
+    async taskFinished ({ tenantId, upstreamTaskId, status, finalCredits }) {
+      if (!isTerminalStatus(status)) return
+      const seenKey = `${tenantId}\n${upstreamTaskId}`
+      if (recentlyFinished.has(seenKey)) return
+      const outcome: TaskOutcome = status === 'completed' ? 'completed' : 'failed'
+      try {
+        const finalCreditsMilli = finalCredits === undefined || !Number.isFinite(finalCredits) || finalCredits < 0 ? null : toMilli(finalCredits)
+        const { first, creditsDeltaMilli } = await store.finish({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now: now() })
+        recentlyFinished.set(seenKey, true)
+        if (first) fastify.metrics.creditsCharged(tenantId, creditsDeltaMilli)
+      } catch (error) {
+        // The next read of the task tries again; the stale bound frees the slot meanwhile.
+        storeFailed(log, error, 'usage store failed to record a finished task', { tenant: tenantId, upstreamTaskId })
+      }
+    },
+    async observe ({ tenantId, upstreamTaskId, snapshot }) {
+      if (!snapshot.terminal) return
+      const finalCredits = creditsOf(snapshot.task)
+      await usage.taskFinished({ tenantId, upstreamTaskId, status: snapshot.task.status, ...(finalCredits === null ? {} : { finalCredits: fromMilli(finalCredits) }) })
+    },
+    now,
+    async report (options) {
+      try {
+        return await store.report(options)
+      } catch (error) {
+        throw storeUnavailable(error)
+      }
+    }
+  }
+  fastify.decorate('tenantUsage', usage)
+  // Before redis-store's own onClose quits the connection (hooks of one level run in registration order).
+  fastify.addHook('onClose', async () => {
+    await store.close().catch((error: unknown) => { storeFailed(log, error, 'usage store failed to write its last request counts') })
+  })
+  fastify.decorate('countTenantRequest', function countTenantRequest (request: FastifyRequest): void {
+    if (request.tenant === null) return
+    // Not awaited: a request is not held up by its own count (in Redis mode it is
+    // batched; this instance's report writes the batch before it reads).
+    store.countRequest({ tenantId: request.tenant.id, now: now(), endUser: request.browserToken?.endUser }).catch((error: unknown) => {
+      request.log.debug({ err: error }, 'usage store failed to count a request')
+    })
+  })
+}
+
+export default fp(tenantUsagePlugin, { name: 'tenant-usage', fastify: '5.x', dependencies: ['redis-store', 'metrics'] })

@@ -1,0 +1,283 @@
+import type { Redis } from 'ioredis'
+import { budgetLimitInUnits, budgetNames, budgetResetsAt, taskChargeTtlMs, usageRetentionMs, type BudgetName, type UsageStore } from './memory.ts'
+import { utcDay, utcMonth } from '../windows.ts'
+import { defineScript } from '../../store/redis-script.ts'
+
+/**
+ * The usage store shared by every instance. Keys of one tenant share the hash
+ * tag `{<tenant id>}`, so each script touches one slot:
+ *   <ns>{t}:inflight        sorted set: task (or reservation token) → stale deadline (ms)
+ *   <ns>{t}:day:YYYY-MM-DD  hash: requests, created, completed, failed, video_seconds, credits_milli
+ *   <ns>{t}:month:YYYY-MM   hash: video_seconds, credits_milli (what monthly budgets read)
+ *   <ns>{t}:task:<upstream id>  hash: day, month, credits_milli, finished
+ * Each step is one script: Redis runs it alone, so 50 creates racing for the
+ * last slots of a budget, from any number of instances, admit exactly as many
+ * as fit.
+ */
+
+/**
+ * KEYS: inflight, day, month. ARGV: now, stale deadline, token, max concurrent (-1: none),
+ * credits, video seconds, then four limits in budgetNames order (-1: none), day ttl, month ttl.
+ * Answers {1} (admitted), {0, 'concurrency'}, or {0, <budget name>}.
+ */
+const admitScript = `
+local maxConcurrent = tonumber(ARGV[4])
+if maxConcurrent >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+  if redis.call('ZCARD', KEYS[1]) >= maxConcurrent then return {0, 'concurrency'} end
+end
+local credits = tonumber(ARGV[5])
+local seconds = tonumber(ARGV[6])
+local checks = {
+  {KEYS[2], 'credits_milli', credits, 'creditsPerDay'},
+  {KEYS[3], 'credits_milli', credits, 'creditsPerMonth'},
+  {KEYS[2], 'video_seconds', seconds, 'videoSecondsPerDay'},
+  {KEYS[3], 'video_seconds', seconds, 'videoSecondsPerMonth'}
+}
+for i, check in ipairs(checks) do
+  local limit = tonumber(ARGV[6 + i])
+  if limit >= 0 then
+    local used = tonumber(redis.call('HGET', check[1], check[2]) or '0')
+    if used + check[3] > limit then return {0, check[4]} end
+  end
+end
+if maxConcurrent >= 0 then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2] - ARGV[1])
+end
+for i = 2, 3 do
+  redis.call('HINCRBY', KEYS[i], 'credits_milli', credits)
+  redis.call('HINCRBY', KEYS[i], 'video_seconds', seconds)
+  redis.call('PEXPIRE', KEYS[i], ARGV[9 + i])
+end
+return {1}`
+
+/**
+ * KEYS: inflight, day, month, task. ARGV: token, upstream id, stale deadline,
+ * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms,
+ * holds a slot (1: the tenant has a concurrency cap, so the task moves from token to id in the set),
+ * the end user's ledger prefix ('' : none), video seconds, day ttl. The ledger prefix is kept in the
+ * task's hash, so that its end is counted for the end user too.
+ * (Deadlines are scores on the gateway's clock; key expiries are relative, on
+ * Redis's: the set outlives its newest member.)
+ */
+const settleScript = `
+if ARGV[10] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+end
+redis.call('HINCRBY', KEYS[2], 'created', 1)
+redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
+redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
+redis.call('HSET', KEYS[4], 'day', ARGV[6], 'month', ARGV[7], 'credits_milli', ARGV[5])
+if ARGV[11] ~= '' then
+  local userDay = ARGV[11] .. 'day:' .. ARGV[6]
+  redis.call('HINCRBY', userDay, 'created', 1)
+  redis.call('HINCRBY', userDay, 'video_seconds', ARGV[12])
+  redis.call('HINCRBY', userDay, 'credits_milli', ARGV[5])
+  redis.call('PEXPIRE', userDay, ARGV[13])
+  redis.call('HSET', KEYS[4], 'end_user', ARGV[11])
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[8])
+return 1`
+
+/** KEYS: inflight, day, month. ARGV: token, credits, video seconds. */
+const releaseScript = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+for i = 2, 3 do
+  redis.call('HINCRBY', KEYS[i], 'credits_milli', -tonumber(ARGV[2]))
+  redis.call('HINCRBY', KEYS[i], 'video_seconds', -tonumber(ARGV[3]))
+end
+return 1`
+
+/**
+ * KEYS: inflight, task, today. ARGV: upstream id, outcome field, final credits (-1: unknown),
+ * task ttl, key prefix of the tenant (for the create's day and month), day ttl, today's name.
+ * Answers {first (0/1), credits delta}.
+ */
+const finishScript = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HSETNX', KEYS[2], 'finished', '1') == 0 then return {0, 0} end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+redis.call('PEXPIRE', KEYS[3], ARGV[6])
+local userPrefix = redis.call('HGET', KEYS[2], 'end_user')
+if userPrefix then
+  redis.call('HINCRBY', userPrefix .. 'day:' .. ARGV[7], ARGV[2], 1)
+  redis.call('PEXPIRE', userPrefix .. 'day:' .. ARGV[7], ARGV[6])
+end
+local final = tonumber(ARGV[3])
+local charged = redis.call('HGET', KEYS[2], 'credits_milli')
+if final < 0 or not charged then return {1, 0} end
+local delta = final - tonumber(charged)
+if delta ~= 0 then
+  redis.call('HINCRBY', ARGV[5] .. 'day:' .. redis.call('HGET', KEYS[2], 'day'), 'credits_milli', delta)
+  redis.call('HINCRBY', ARGV[5] .. 'month:' .. redis.call('HGET', KEYS[2], 'month'), 'credits_milli', delta)
+  redis.call('HSET', KEYS[2], 'credits_milli', final)
+  if userPrefix then redis.call('HINCRBY', userPrefix .. 'day:' .. redis.call('HGET', KEYS[2], 'day'), 'credits_milli', delta) end
+end
+return {1, delta}`
+
+const monthRetentionMs = usageRetentionMs + 31 * 24 * 60 * 60 * 1000
+
+export interface RedisUsageStoreOptions {
+  redis: Redis
+  nameSpace: string
+  /** how long request counts gather in memory before they are written, in one pipeline (default 1000 ms) */
+  requestCountFlushMs?: number
+  /** how many day-hashes may wait to be written (default 100,000): a bound on memory through a Redis outage */
+  maxPendingRequestCounts?: number
+}
+
+export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageStore {
+  const { redis, nameSpace } = options
+  const requestCounts = createRequestCountBatcher({ redis, flushMs: options.requestCountFlushMs ?? 1000, maxPendingKeys: options.maxPendingRequestCounts ?? 100_000 })
+  const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
+  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 4 })
+  const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
+  const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 3 })
+  const prefix = (tenantId: string): string => `${nameSpace}{${tenantId}}:`
+  // In the tenant's hash slot ({tenant}), beside its own days.
+  const userPrefix = (tenantId: string, endUser: string | null | undefined): string => endUser == null ? '' : `${prefix(tenantId)}user:${endUser}:`
+  const keys = (tenantId: string, day: string, month: string): [string, string, string] =>
+    [`${prefix(tenantId)}inflight`, `${prefix(tenantId)}day:${day}`, `${prefix(tenantId)}month:${month}`]
+
+  return {
+    async admit ({ tenantId, token, charge, limits, now }) {
+      const day = utcDay(now)
+      const month = utcMonth(now)
+      const budgetLimits = budgetNames.map((name) => {
+        const limit = limits.budget?.[name]
+        return limit === undefined ? -1 : budgetLimitInUnits(name, limit)
+      })
+      const answer = await admit(...keys(tenantId, day, month),
+        now, now + limits.staleMs, token, limits.maxConcurrentTasks ?? -1, charge.creditsMilli, charge.videoSeconds,
+        ...budgetLimits, usageRetentionMs, monthRetentionMs) as [number, string?]
+      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, holdsSlot: limits.maxConcurrentTasks !== null } }
+      if (answer[1] === 'concurrency') return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks ?? 0 }
+      const budget = answer[1] as BudgetName
+      return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now) }
+    },
+    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser }) {
+      const { tenantId, day, month, charge } = reservation
+      const charged = creditsMilli ?? charge.creditsMilli
+      await settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
+        reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
+        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs)
+      return { creditsMilli: charged }
+    },
+    async release ({ tenantId, token, day, month, charge }) {
+      await release(...keys(tenantId, day, month), token, charge.creditsMilli, charge.videoSeconds)
+    },
+    async finish ({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now }) {
+      const answer = await finish(`${prefix(tenantId)}inflight`, `${prefix(tenantId)}task:${upstreamTaskId}`, `${prefix(tenantId)}day:${utcDay(now)}`,
+        upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs, utcDay(now)) as [number, number]
+      return { first: answer[0] === 1, creditsDeltaMilli: answer[1] }
+    },
+    async countRequest ({ tenantId, now, endUser }) {
+      const day = utcDay(now)
+      requestCounts.add(`${prefix(tenantId)}day:${day}`)
+      if (endUser != null) requestCounts.add(`${userPrefix(tenantId, endUser)}day:${day}`)
+    },
+    async report ({ tenantId, days, endUser }) {
+      // This instance's own counts are written before it reads: its report is exact for them.
+      await requestCounts.flush()
+      const ledger = endUser == null ? prefix(tenantId) : userPrefix(tenantId, endUser)
+      const pipeline = redis.pipeline()
+      for (const day of days) pipeline.hgetall(`${ledger}day:${day}`)
+      const results = await pipeline.exec()
+      return days.map((date, index) => {
+        const [error, fields] = results?.[index] ?? [new Error('no answer'), null]
+        if (error !== null) throw error
+        const counters = fields as Record<string, string>
+        const count = (field: string): number => Number(counters[field] ?? 0)
+        return {
+          date,
+          requests: count('requests'),
+          tasksCreated: count('created'),
+          tasksCompleted: count('completed'),
+          tasksFailed: count('failed'),
+          videoSeconds: count('video_seconds'),
+          creditsMilli: count('credits_milli')
+        }
+      })
+    },
+    async close () {
+      await requestCounts.close()
+    }
+  }
+}
+
+/**
+ * Request counts are the one write every request makes. Sending each as its own
+ * command cost more CPU than anything else a read does in Redis mode (profiled), so
+ * they gather in memory per day-hash and go out together: at most one pipeline
+ * per `flushMs`, one HINCRBY (and PEXPIRE) per hash however many requests it holds.
+ * The price: another instance's report may lag by up to `flushMs`, and an instance
+ * that dies without closing loses at most that much of its counts. A failed write
+ * keeps its counts for the next one, until close: its write is the last attempt.
+ * Through a long outage the waiting hashes (one per tenant or end user, per day)
+ * are bounded by `maxPendingKeys`: a count for a new hash beyond it is refused,
+ * as every count was before batching while Redis was away.
+ */
+function createRequestCountBatcher (options: { redis: Redis, flushMs: number, maxPendingKeys: number }): { add (key: string): void, flush (): Promise<void>, close (): Promise<void> } {
+  let pending = new Map<string, number>()
+  let timer: NodeJS.Timeout | null = null
+  let inFlight: Promise<void> = Promise.resolve()
+  let closed = false
+
+  async function write (counts: Map<string, number>): Promise<void> {
+    const pipeline = options.redis.pipeline()
+    for (const [key, count] of counts) pipeline.hincrby(key, 'requests', count).pexpire(key, usageRetentionMs)
+    const results = await pipeline.exec().catch((error: unknown) => [[error, null]] as const)
+    if (results?.some(([error]) => error !== null) ?? true) {
+      // Not written: counted again with the next ones (HINCRBY of a pipeline that failed part way may
+      // have landed for some hashes; a count twice is rarer and cheaper than a count lost on every blip).
+      // (The bound holds here too: hashes beyond it lose this batch's counts.)
+      for (const [key, count] of counts) keep(key, count)
+      schedule()
+    }
+  }
+  function flush (): Promise<void> {
+    if (timer !== null) {
+      clearTimeout(timer)
+      timer = null
+    }
+    if (pending.size > 0) {
+      const counts = pending
+      pending = new Map()
+      // Writes stay in order: a flush waits for the one before it.
+      inFlight = inFlight.then(() => write(counts))
+    }
+    return inFlight
+  }
+  /** Adds to a waiting hash's count; false when it is a new hash and `maxPendingKeys` are already waiting. */
+  function keep (key: string, count: number): boolean {
+    const waiting = pending.get(key)
+    if (waiting === undefined && pending.size >= options.maxPendingKeys) return false
+    pending.set(key, (waiting ?? 0) + count)
+    return true
+  }
+  function schedule (): void {
+    // flush() never rejects: a failed write keeps its counts. After close nothing retries
+    // (the connection is about to quit): close() reports what it could not write.
+    if (timer === null && !closed) timer = setTimeout(flush, options.flushMs).unref()
+  }
+  return {
+    add (key) {
+      if (!keep(key, 1)) throw new Error(`request count not kept: ${pending.size} day-hashes are already waiting to be written to Redis`)
+      schedule()
+    },
+    flush,
+    async close () {
+      closed = true
+      await flush()
+      if (pending.size > 0) {
+        const lost = [...pending.values()].reduce((sum, count) => sum + count, 0)
+        pending = new Map()
+        throw new Error(`${lost} request counts could not be written to Redis before close`)
+      }
+    }
+  }
+}

@@ -1,0 +1,40 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { gatewayError } from '../errors/table.ts'
+
+/**
+ * While the app closes (SIGTERM, see server.ts), requests already running
+ * finish with their real answers: Fastify's close waits for them. A request
+ * that arrives after the close began (on a keep-alive connection that was
+ * open already; the listener takes no new connections) is not processed: it
+ * gets 503 shutting_down in the one error format, with `Connection: close`, so
+ * the client's retry opens a new connection to another instance. Answers sent
+ * while closing all say `Connection: close`, so that no connection outlives them.
+ *
+ * Fastify's own return503OnClosing answers such requests with a body of its
+ * own format, so app.ts turns it off and this hook answers them instead.
+ */
+async function gracefulShutdownPlugin (fastify: FastifyInstance): Promise<void> {
+  let closing = false
+  fastify.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
+  // Callback style: on the hot path it skips a promise per request.
+  fastify.addHook('onRequest', (_request, _reply, done) => {
+    if (!closing) {
+      done()
+      return
+    }
+    done(gatewayError('shutting_down', { headers: { 'retry-after': '1', connection: 'close' } }))
+  })
+  // The requests that were running when the close began end their connections with their
+  // answers: Node closes only the connections idle at that moment, and a keep-alive one
+  // left open would hold the close (and the process) until SHUTDOWN_GRACE_MS runs out.
+  fastify.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close')
+    done(null, payload)
+  })
+}
+
+export default fp(gracefulShutdownPlugin, { name: 'graceful-shutdown', fastify: '5.x' })
