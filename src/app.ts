@@ -65,7 +65,7 @@ export interface BuildAppOptions {
    * waiting minutes), the DNS lookup of destinations, the Redis key prefix, the
    * queue's poll interval, and a listener for tasks whose end a callback announced.
    */
-  webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'keyPrefix' | 'pollIntervalMs' | 'onTaskFinished'>
+  webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'pollIntervalMs' | 'onTaskFinished'>
 }
 
 const minimumSecretLength = 32
@@ -154,7 +154,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   // A JSON-only API: other bodies get 415 rather than reaching validation as strings.
   app.removeContentTypeParser('text/plain')
   app.addSchema(ErrorResponse)
-  await app.register(redisStore, { redisUrl: config.redisUrl, outagePolicy: redisOutagePolicy(config) })
+  await app.register(redisStore, { redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, outagePolicy: redisOutagePolicy(config) })
   await app.register(rateLimit, { onStoreError: config.rateLimitOnStoreError })
   await app.register(errorHandler, errorOptions)
   await app.register(gracefulShutdown)

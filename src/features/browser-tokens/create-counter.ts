@@ -26,9 +26,9 @@ const removeScript = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
 return 0`
 
-export function redisTokenCreateCounter (options: { redis: Redis, keyPrefix?: string }): TokenCreateCounter {
+export function redisTokenCreateCounter (options: { redis: Redis, keyPrefix: string }): TokenCreateCounter {
   const { redis } = options
-  const prefix = options.keyPrefix ?? 'vg:token-creates:'
+  const prefix = options.keyPrefix
   const add = defineScript(redis, { name: 'vgTokenCreateAdd', lua: addScript, numberOfKeys: 1 })
   const remove = defineScript(redis, { name: 'vgTokenCreateRemove', lua: removeScript, numberOfKeys: 1 })
   return {

@@ -51,7 +51,7 @@ async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTo
   const signer = createBrowserTokenSigner({ secrets: options.secrets, now: options.now })
   const counter = fastify.redis === null
     ? memoryTokenCreateCounter({ maxTokens: options.memoryMaxTokens ?? 10_000, now: options.now })
-    : redisTokenCreateCounter({ redis: fastify.redis })
+    : redisTokenCreateCounter({ redis: fastify.redis, keyPrefix: fastify.redisKeys.tokenCreates })
   // One limiter per tenant that sets an end-user limit: its window is the tenant's own.
   const endUserLimiters = new Map(options.registry.tenants
     .filter((tenant): tenant is Tenant & { endUserRateLimit: NonNullable<Tenant['endUserRateLimit']> } => tenant.endUserRateLimit !== null)

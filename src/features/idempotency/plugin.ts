@@ -78,7 +78,7 @@ async function idempotencyPlugin (fastify: FastifyInstance, options: Idempotency
   const lifetimes = { ttlMs: options.ttlMs, lockTtlMs: options.lockTtlMs }
   const store = redis === null
     ? createMemoryIdempotencyStore({ ...lifetimes, maxKeys: options.memoryMaxKeys })
-    : createRedisIdempotencyStore({ ...lifetimes, redis, nameSpace: 'vg:idem:' })
+    : createRedisIdempotencyStore({ ...lifetimes, redis, keyPrefix: fastify.redisKeys.idempotency })
   fastify.decorate('idempotencyStore', store)
   fastify.decorateRequest('idempotencyClaim', null)
 

@@ -46,14 +46,14 @@ const uncounted: StoreResult = { current: 0, ttl: 0 }
 
 export interface FallbackStoreOptions {
   redis: Redis
-  nameSpace: string
+  keyPrefix: string
   policy: StoreErrorPolicy
   /** told about every failure (it logs once per outage) */
   outage: OutageTracker
 }
 
 export function fallbackRateLimitStore (options: FallbackStoreOptions): FastifyRateLimitStoreCtor {
-  const { redis, nameSpace, policy, outage } = options
+  const { redis, keyPrefix, policy, outage } = options
 
   class FallbackStore {
     readonly #remote: InnerStore
@@ -62,7 +62,7 @@ export function fallbackRateLimitStore (options: FallbackStoreOptions): FastifyR
     constructor (params: StoreParams, inner?: { remote: InnerStore, local: InnerStore }) {
       const continueExceeding = params.continueExceeding === true
       const exponentialBackoff = params.exponentialBackoff === true
-      this.#remote = inner?.remote ?? new RedisStore(continueExceeding, exponentialBackoff, redis, nameSpace)
+      this.#remote = inner?.remote ?? new RedisStore(continueExceeding, exponentialBackoff, redis, keyPrefix)
       this.#local = inner?.local ?? new LocalStore(continueExceeding, exponentialBackoff, params.cache)
     }
 

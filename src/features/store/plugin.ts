@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { createOutageTracker, type OutageTracker } from './outage-tracker.ts'
+import { redisKeyMap, type RedisKeyMap } from './keys.ts'
 
 export interface RedisStoreOptions {
   /** empty: no shared store, state stays in this process */
@@ -10,6 +11,8 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number
   /** what the gateway does while Redis is down, for the one warning per outage */
   outagePolicy?: string
+  /** REDIS_KEY_PREFIX: the start of every key (default `vg:`) */
+  keyPrefix?: string
 }
 
 declare module 'fastify' {
@@ -18,10 +21,13 @@ declare module 'fastify' {
     redis: Redis | null
     /** whether the shared store is down right now (null in memory mode): one warning per outage, one info on recovery */
     redisOutage: OutageTracker | null
+    /** every Redis key namespace, under REDIS_KEY_PREFIX (decorated in memory mode too) */
+    redisKeys: RedisKeyMap
   }
 }
 
 async function redisStorePlugin (fastify: FastifyInstance, options: RedisStoreOptions): Promise<void> {
+  fastify.decorate('redisKeys', redisKeyMap(options.keyPrefix))
   if (options.redisUrl === '') {
     fastify.decorate('redis', null)
     fastify.decorate('redisOutage', null)

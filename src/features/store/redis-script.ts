@@ -18,3 +18,14 @@ export function defineScript (redis: Redis, options: { name: string, lua: string
   const command = commands[options.name] as RedisScript
   return async (...keysAndArgs) => await command.apply(redis, keysAndArgs)
 }
+
+/**
+ * Deletes KEYS[1] only while it still holds ARGV[1] (a claim's own random token),
+ * so a holder whose lease expired can never delete a newer holder's claim.
+ * Shared by every store that claims with SET NX PX.
+ */
+export const compareAndDeleteLua = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import type { TaskSnapshot } from './snapshot.ts'
-import { defineScript } from '../store/redis-script.ts'
+import { compareAndDeleteLua, defineScript } from '../store/redis-script.ts'
 
 /**
  * Where task snapshots are kept between reads, keyed by the upstream task id.
@@ -38,7 +38,6 @@ export function createMemoryTaskCache (options: { maxEntries: number, now?: () =
 
 // Deletes the claim only if it is still ours: a claim that expired under a slow
 // fetch may have been taken by another instance meanwhile.
-const releaseScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 /**
  * Redis: snapshots shared by every instance, claims with SET NX PX. When Redis
@@ -46,10 +45,10 @@ const releaseScript = "if redis.call('get', KEYS[1]) == ARGV[1] then return redi
  * failed claim is granted (each instance then asks the upstream itself, still
  * at most once per TTL thanks to its own single-flight).
  */
-export function createRedisTaskCache (options: { redis: Redis, keyPrefix?: string }): TaskCache {
+export function createRedisTaskCache (options: { redis: Redis, keyPrefix: string }): TaskCache {
   const { redis } = options
-  const prefix = options.keyPrefix ?? 'vg:task:'
-  const releaseClaim = defineScript(redis, { name: 'vgTaskClaimRelease', lua: releaseScript, numberOfKeys: 1 })
+  const prefix = options.keyPrefix
+  const releaseClaim = defineScript(redis, { name: 'vgTaskClaimRelease', lua: compareAndDeleteLua, numberOfKeys: 1 })
   return {
     async get (upstreamId) {
       const stored = await redis.get(prefix + upstreamId).catch(() => null)

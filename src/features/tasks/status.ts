@@ -55,7 +55,7 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
   const now = options.now ?? Date.now
   const cache = fastify.redis === null
     ? createMemoryTaskCache({ maxEntries: options.memoryMaxEntries, now })
-    : createRedisTaskCache({ redis: fastify.redis })
+    : createRedisTaskCache({ redis: fastify.redis, keyPrefix: fastify.redisKeys.task })
   const reader = createTaskReader<FastifyRequest>({
     cache,
     statusTtlMs: options.statusTtlMs,

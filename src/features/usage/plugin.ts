@@ -85,7 +85,7 @@ function creditsOf (task: Readonly<VideoGenerationTask>): number | null {
  */
 async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsageOptions): Promise<void> {
   const now = options.now ?? Date.now
-  const store = fastify.redis === null ? createMemoryUsageStore() : createRedisUsageStore({ redis: fastify.redis, nameSpace: 'vg:usage:', requestCountFlushMs: options.requestCountFlushMs })
+  const store = fastify.redis === null ? createMemoryUsageStore() : createRedisUsageStore({ redis: fastify.redis, keyPrefix: fastify.redisKeys.usage, requestCountFlushMs: options.requestCountFlushMs })
   // Terminal reads repeat (clients poll a finished task, caches serve it): this spares the store the repeats.
   const recentlyFinished = new LRUCache<string, true>({ max: 10_000 })
   const log = fastify.log.child({ component: 'tenant-usage' })

@@ -23,8 +23,6 @@ export interface WebhooksOptions {
   now?: () => number
   /** DNS lookup of webhook destinations (default dns.lookup) */
   lookup?: LookupFunction
-  /** Redis key prefix of the webhook records (default `vg:webhook:`) */
-  keyPrefix?: string
   /** how often the queue is polled for retries that came due (default 1000 ms) */
   pollIntervalMs?: number
   /**
@@ -113,7 +111,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   const secretsOf = new Map(options.tenants.map((tenant) => [tenant.id, tenant.webhookSecrets]))
   const store = fastify.redis === null
     ? createMemoryWebhookStore({ now })
-    : createRedisWebhookStore({ redis: fastify.redis, keyPrefix: options.keyPrefix })
+    : createRedisWebhookStore({ redis: fastify.redis, keyPrefix: fastify.redisKeys.webhook })
   const sender = createWebhookSender({ policy: options.policy, timeoutMs: options.timeoutMs, lookup: options.lookup })
   const worker = createWebhookWorker({
     store,

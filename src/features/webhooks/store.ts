@@ -145,9 +145,9 @@ for _, id in ipairs(ids) do redis.call('zadd', KEYS[1], ARGV[2], id) end
 return ids`
 
 /** Redis: JSON records with a TTL, a set of delivery ids per task, and one sorted set of due times. */
-export function createRedisWebhookStore (options: { redis: Redis, keyPrefix?: string }): WebhookStore {
+export function createRedisWebhookStore (options: { redis: Redis, keyPrefix: string }): WebhookStore {
   const { redis } = options
-  const prefix = options.keyPrefix ?? 'vg:webhook:'
+  const prefix = options.keyPrefix
   const dueKey = `${prefix}due`
   const claim = defineScript(redis, { name: 'vgWebhookClaimDue', lua: claimScript, numberOfKeys: 1 })
   const taskKey = (tenantId: string, upstreamTaskId: string): string => `${prefix}task:${tenantId}:${upstreamTaskId}`

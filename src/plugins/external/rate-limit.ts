@@ -21,7 +21,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, options: RateLimitPlug
     // With Redis: its counters, and the configured policy while it is down. Without: the plugin's memory store.
     store: redis === null || redisOutage === null
       ? undefined
-      : fallbackRateLimitStore({ redis, nameSpace: 'vg:rl:', policy: options.onStoreError, outage: redisOutage }),
+      : fallbackRateLimitStore({ redis, keyPrefix: fastify.redisKeys.rateLimit, policy: options.onStoreError, outage: redisOutage }),
     // The store decides what a Redis failure means; anything else failing is a bug and must not pass silently.
     skipOnError: false,
     errorResponseBuilder: (_request, context) => gatewayError('rate_limit_exceeded', { args: [context.after] })

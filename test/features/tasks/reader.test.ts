@@ -123,7 +123,7 @@ t.test('a Redis that fails: reads still work, each instance on its own', async (
   broken.on('error', () => {})
   t.teardown(() => broken.disconnect())
   const upstream = fakeUpstream({ now: Date.now })
-  const reader = createTaskReader({ cache: createRedisTaskCache({ redis: broken }), fetch: upstream.fetch, statusTtlMs: 1000, terminalTtlMs: 60_000, claimWaitMs: 1000 })
+  const reader = createTaskReader({ cache: createRedisTaskCache({ redis: broken, keyPrefix: 'vg:task:' }), fetch: upstream.fetch, statusTtlMs: 1000, terminalTtlMs: 60_000, claimWaitMs: 1000 })
   const read = await reader.read('task-unified-3')
   t.same([read.source, read.task.id, upstream.state.fetches], ['miss', 'task-unified-3', 1])
 })

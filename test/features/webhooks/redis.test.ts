@@ -8,6 +8,7 @@ import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.t
 import { redisForTests } from '../../helpers/redis.ts'
 import { loopbackAllowList, manualClock, startReceiver, testWebhookSecret } from '../../helpers/webhooks.ts'
 import { createRedisWebhookStore, type Delivery } from '../../../src/features/webhooks/store.ts'
+import { redisKeyMap } from '../../../src/features/store/keys.ts'
 
 const redis = await redisForTests()
 const skip = 'skip' in redis ? redis.skip : false
@@ -42,9 +43,9 @@ async function relayOnRedis (t: Test, url: string, extraConfig: Partial<Config> 
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme],
-    config: { redisUrl: url, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, ...extraConfig },
+    config: { redisUrl: url, redisKeyPrefix: keyPrefix, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, ...extraConfig },
     now: clock.now,
-    webhooks: { now: clock.now, keyPrefix, pollIntervalMs: 3_600_000 }
+    webhooks: { now: clock.now, pollIntervalMs: 3_600_000 }
   }
   return { clock, upstream, acme, receiver, options }
 }
@@ -122,7 +123,7 @@ t.test('Redis store: concurrent claims never hand out one attempt twice; a lease
   t.teardown(() => dropPrefix(redis.url, keyPrefix))
   const clients = [new Redis(redis.url), new Redis(redis.url)]
   t.teardown(() => { for (const client of clients) client.disconnect() })
-  const [one, two] = clients.map((client) => createRedisWebhookStore({ redis: client, keyPrefix }))
+  const [one, two] = clients.map((client) => createRedisWebhookStore({ redis: client, keyPrefix: redisKeyMap(keyPrefix).webhook }))
   const now = 1_000_000
   const delivery = (id: string): Delivery => ({
     id,

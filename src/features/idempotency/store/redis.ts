@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { doneRecord, inFlightRecord, outcomeOf, type IdempotencyLifetimes, type IdempotencyRecord, type IdempotencyStore } from './memory.ts'
-import { defineScript } from '../../store/redis-script.ts'
+import { compareAndDeleteLua, defineScript } from '../../store/redis-script.ts'
 
 /**
  * Idempotency records shared by every instance. The claim is one atomic
@@ -20,28 +20,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`
 
-const releaseScript = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0`
-
 /** SET NX and GET are two commands: a record can expire between them. Retry that, a bounded number of times. */
 const claimRounds = 3
 
 export interface RedisIdempotencyStoreOptions extends IdempotencyLifetimes {
   redis: Redis
-  /** key prefix, e.g. `vg:idem:` */
-  nameSpace: string
+  /** the key map's `idempotency` namespace */
+  keyPrefix: string
 }
 
 export function createRedisIdempotencyStore (options: RedisIdempotencyStoreOptions): IdempotencyStore {
-  const { redis, nameSpace, ttlMs, lockTtlMs } = options
+  const { redis, keyPrefix, ttlMs, lockTtlMs } = options
   const completeClaim = defineScript(redis, { name: 'vgIdempotencyComplete', lua: completeScript, numberOfKeys: 1 })
-  const releaseClaim = defineScript(redis, { name: 'vgIdempotencyRelease', lua: releaseScript, numberOfKeys: 1 })
+  const releaseClaim = defineScript(redis, { name: 'vgIdempotencyRelease', lua: compareAndDeleteLua, numberOfKeys: 1 })
   return {
     async claim (key, fingerprint) {
-      const redisKey = nameSpace + key
+      const redisKey = keyPrefix + key
       const lock = inFlightRecord(fingerprint)
       for (let round = 0; round < claimRounds; round++) {
         if (await redis.set(redisKey, lock, 'PX', lockTtlMs, 'NX') === 'OK') return { kind: 'claimed', claim: { key, lock } }
@@ -53,10 +47,10 @@ export function createRedisIdempotencyStore (options: RedisIdempotencyStoreOptio
     },
     async complete (claim, response) {
       const { f } = JSON.parse(claim.lock) as IdempotencyRecord
-      await completeClaim(nameSpace + claim.key, claim.lock, doneRecord(f, response), ttlMs)
+      await completeClaim(keyPrefix + claim.key, claim.lock, doneRecord(f, response), ttlMs)
     },
     async release (claim) {
-      await releaseClaim(nameSpace + claim.key, claim.lock)
+      await releaseClaim(keyPrefix + claim.key, claim.lock)
     }
   }
 }

@@ -123,7 +123,7 @@ const monthRetentionMs = usageRetentionMs + 31 * 24 * 60 * 60 * 1000
 
 export interface RedisUsageStoreOptions {
   redis: Redis
-  nameSpace: string
+  keyPrefix: string
   /** how long request counts gather in memory before they are written, in one pipeline (default 1000 ms) */
   requestCountFlushMs?: number
   /** how many day-hashes may wait to be written (default 100,000): a bound on memory through a Redis outage */
@@ -131,13 +131,13 @@ export interface RedisUsageStoreOptions {
 }
 
 export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageStore {
-  const { redis, nameSpace } = options
+  const { redis, keyPrefix } = options
   const requestCounts = createRequestCountBatcher({ redis, flushMs: options.requestCountFlushMs ?? 1000, maxPendingKeys: options.maxPendingRequestCounts ?? 100_000 })
   const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
   const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 4 })
   const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
   const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 3 })
-  const prefix = (tenantId: string): string => `${nameSpace}{${tenantId}}:`
+  const prefix = (tenantId: string): string => `${keyPrefix}{${tenantId}}:`
   // In the tenant's hash slot ({tenant}), beside its own days.
   const userPrefix = (tenantId: string, endUser: string | null | undefined): string => endUser == null ? '' : `${prefix(tenantId)}user:${endUser}:`
   const keys = (tenantId: string, day: string, month: string): [string, string, string] =>

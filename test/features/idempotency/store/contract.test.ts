@@ -64,7 +64,7 @@ t.test('Redis store', { skip: 'skip' in redis ? redis.skip : false }, async (t) 
   t.teardown(() => client.quit())
   const prefix = `test-${process.pid}-${Date.now()}`
   // A lock long enough for a loaded machine, short enough to wait out.
-  const store = createRedisIdempotencyStore({ redis: client, nameSpace: 'vg:idem:', ttlMs: 10_000, lockTtlMs: 400 })
+  const store = createRedisIdempotencyStore({ redis: client, keyPrefix: 'vg:idem:', ttlMs: 10_000, lockTtlMs: 400 })
   await contract(t, store, prefix, () => sleep(450))
   t.ok(await client.pttl(`vg:idem:${prefix}:a`) > 9_000, 'a done record lives ttlMs')
   t.ok(await client.pttl(`vg:idem:${prefix}:c`) <= 400, 'an in-flight one only lockTtlMs')
@@ -78,7 +78,7 @@ t.test('Redis store', { skip: 'skip' in redis ? redis.skip : false }, async (t) 
   t.test('a Redis that fails makes the store throw (the caller fails closed)', async (t) => {
     const broken = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null })
     broken.on('error', () => {})
-    const failing = createRedisIdempotencyStore({ redis: broken, nameSpace: 'vg:idem:', ttlMs: 10_000, lockTtlMs: 100 })
+    const failing = createRedisIdempotencyStore({ redis: broken, keyPrefix: 'vg:idem:', ttlMs: 10_000, lockTtlMs: 100 })
     await t.rejects(failing.claim('x', 'fp'))
     broken.disconnect()
   })

@@ -144,13 +144,13 @@ contract('memory', async () => createMemoryUsageStore(), false)
 contract('Redis', async () => {
   if ('skip' in redis) throw new Error('unreachable')
   const client = new Redis(redis.url)
-  const nameSpace = `vg:test-usage:${randomUUID()}:`
+  const keyPrefix = `vg:test-usage:${randomUUID()}:`
   t.teardown(async () => {
-    const keys = await client.keys(`${nameSpace}*`)
+    const keys = await client.keys(`${keyPrefix}*`)
     if (keys.length > 0) await client.del(...keys)
     await client.quit()
   })
-  return createRedisUsageStore({ redis: client, nameSpace })
+  return createRedisUsageStore({ redis: client, keyPrefix })
 }, 'skip' in redis ? redis.skip : false)
 
 t.test('memory: days and months past the retention are dropped when a new day is first counted', async (t) => {
@@ -176,24 +176,24 @@ t.test('memory: days and months past the retention are dropped when a new day is
 t.test('Redis: request counts gather in memory and go out in one write', { skip: 'skip' in redis ? redis.skip : false }, async (t) => {
   if ('skip' in redis) return
   const client = new Redis(redis.url)
-  const nameSpace = `vg:test-usage:${randomUUID()}:`
-  const dayKey = (tenantId: string, suffix = ''): string => `${nameSpace}{${tenantId}}:${suffix}day:${utcDay(lateInMarch)}`
+  const keyPrefix = `vg:test-usage:${randomUUID()}:`
+  const dayKey = (tenantId: string, suffix = ''): string => `${keyPrefix}{${tenantId}}:${suffix}day:${utcDay(lateInMarch)}`
   t.teardown(async () => {
-    const keys = await client.keys(`${nameSpace}*`)
+    const keys = await client.keys(`${keyPrefix}*`)
     if (keys.length > 0) await client.del(...keys)
     await client.quit()
   })
 
   /** A store on a client that is not connected yet (and never queues): its first write fails, and starts the connection. */
-  const offlineStore = (t: Test, options: Omit<RedisUsageStoreOptions, 'redis' | 'nameSpace'>): { offline: Redis, store: UsageStore } => {
+  const offlineStore = (t: Test, options: Omit<RedisUsageStoreOptions, 'redis' | 'keyPrefix'>): { offline: Redis, store: UsageStore } => {
     const offline = new Redis(redis.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
     offline.on('error', () => {})
     t.teardown(() => offline.disconnect())
-    return { offline, store: createRedisUsageStore({ redis: offline, nameSpace, ...options }) }
+    return { offline, store: createRedisUsageStore({ redis: offline, keyPrefix, ...options }) }
   }
 
   t.test('nothing is written before the flush; a report flushes this instance\'s counts first', async (t) => {
-    const store = createRedisUsageStore({ redis: client, nameSpace, requestCountFlushMs: 60_000 })
+    const store = createRedisUsageStore({ redis: client, keyPrefix, requestCountFlushMs: 60_000 })
     for (let i = 0; i < 5; i++) await store.countRequest({ tenantId: 'acme', now: lateInMarch, endUser: i < 2 ? 'alice' : null })
     t.equal(await client.hget(dayKey('acme'), 'requests'), null, 'still in memory')
     t.match(await store.report({ tenantId: 'acme', days: [utcDay(lateInMarch)] }), [{ requests: 5 }])
@@ -203,7 +203,7 @@ t.test('Redis: request counts gather in memory and go out in one write', { skip:
   })
 
   t.test('the timer writes them without a report', async (t) => {
-    const store = createRedisUsageStore({ redis: client, nameSpace, requestCountFlushMs: 20 })
+    const store = createRedisUsageStore({ redis: client, keyPrefix, requestCountFlushMs: 20 })
     for (let i = 0; i < 3; i++) await store.countRequest({ tenantId: 'timer', now: lateInMarch })
     const deadline = Date.now() + 5000
     while (await client.hget(dayKey('timer'), 'requests') === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
