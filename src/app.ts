@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Dispatcher } from 'undici'
 import type { DestinationStream } from 'pino'
 import packageJson from '../package.json' with { type: 'json' }
-import { ConfigError, gatewaySecrets, parseTrustProxy, resolveConfig, type Config } from './config.ts'
+import { ConfigError, parseTrustProxy, requireGatewaySecrets, requireTenantsFile, resolveConfig, type Config } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { buildTenantRegistry, readTenantsFile } from './features/tenants/registry.ts'
 import type { TenantDefinition } from './schemas/tenants.ts'
@@ -68,7 +68,6 @@ export interface BuildAppOptions {
   webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'pollIntervalMs' | 'onTaskFinished'>
 }
 
-const minimumSecretLength = 32
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** Honours a caller's x-request-id when it is sane, so traces join up; otherwise mints one. */
@@ -92,14 +91,8 @@ function redisOutagePolicy (config: Config): string {
 export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const config = resolveConfig(options.config)
   if (config.evolinkApiKey === '') throw new ConfigError('EVOLINK_API_KEY is empty (server.ts starts the simulator in that case; buildApp needs an upstream and its key)')
-  const secrets = gatewaySecrets(config)
-  if (secrets.length === 0) throw new ConfigError('GATEWAY_SECRET is required: it signs tenant-scoped task ids (32+ characters, e.g. `openssl rand -base64 48`)')
-  if (secrets.some((secret) => secret.length < minimumSecretLength)) throw new ConfigError(`GATEWAY_SECRET: each secret needs at least ${minimumSecretLength} characters`)
-  let tenants = options.tenants
-  if (tenants === undefined) {
-    if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required: no tenants were given')
-    tenants = readTenantsFile(config.tenantsFile)
-  }
+  const secrets = requireGatewaySecrets(config)
+  const tenants = options.tenants ?? readTenantsFile(requireTenantsFile(config))
   const registry = buildTenantRegistry(tenants)
   let webhookPolicy
   try {

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import { ConfigError, gatewaySecrets, type Config } from './config.ts'
+import { ConfigError, requireGatewaySecrets, requireTenantsFile, type Config } from './config.ts'
 import { generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHash } from './features/tenants/registry.ts'
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { startSimulator } from './simulator/start.ts'
+import { httpUrl } from './http/url.ts'
 
 export interface Runtime {
   /** the configuration buildApp gets (in simulator mode: pointed at the simulator) */
@@ -23,7 +24,7 @@ export interface Runtime {
 function loopbackBaseUrl (config: Config): string {
   if (config.port === 0) return ''
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
-  return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`
+  return httpUrl(host, config.port)
 }
 
 /**
@@ -33,10 +34,10 @@ function loopbackBaseUrl (config: Config): string {
  */
 export async function prepareRuntime (config: Config, log: FastifyBaseLogger): Promise<Runtime> {
   if (config.evolinkApiKey !== '') {
-    if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required with EVOLINK_API_KEY (see .env.example; `npm run tenant-key -- <tenant id>` makes a key)')
-    if (gatewaySecrets(config).length === 0) throw new ConfigError('GATEWAY_SECRET is required with EVOLINK_API_KEY: it signs task ids, and every replica needs the same one')
+    const tenantsFile = requireTenantsFile(config)
+    requireGatewaySecrets(config)
     if (config.publicBaseUrl !== '' && !config.publicBaseUrl.startsWith('https://')) throw new ConfigError('PUBLIC_BASE_URL must be https:// with EVOLINK_API_KEY: Evolink refuses other callback URLs')
-    return { config, tenants: readTenantsFile(config.tenantsFile), mode: 'evolink', demoTenantKey: null, demoTenantId: null, demoWebhookSecret: null, close: async () => {} }
+    return { config, tenants: readTenantsFile(tenantsFile), mode: 'evolink', demoTenantKey: null, demoTenantId: null, demoWebhookSecret: null, close: async () => {} }
   }
 
   const simulatorKey = 'sk-evo-sim-' + randomBytes(16).toString('hex')

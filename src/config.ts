@@ -126,3 +126,21 @@ export function parseTrustProxy (value: string): boolean | string[] | ((address:
 export function gatewaySecrets (config: Pick<Config, 'gatewaySecret'>): string[] {
   return config.gatewaySecret.split(',').map((secret) => secret.trim()).filter(Boolean)
 }
+
+const minimumSecretLength = 32
+
+/**
+ * The boot rules of the secrets and the tenants, each said once: buildApp and
+ * the bootstrap (which checks before starting anything) both call these.
+ */
+export function requireGatewaySecrets (config: Pick<Config, 'gatewaySecret'>): string[] {
+  const secrets = gatewaySecrets(config)
+  if (secrets.length === 0) throw new ConfigError('GATEWAY_SECRET is required with EVOLINK_API_KEY: it signs task ids, and every replica needs the same one (32+ characters, e.g. `openssl rand -base64 48`)')
+  if (secrets.some((secret) => secret.length < minimumSecretLength)) throw new ConfigError(`GATEWAY_SECRET: each secret needs at least ${minimumSecretLength} characters`)
+  return secrets
+}
+
+export function requireTenantsFile (config: Pick<Config, 'tenantsFile'>): string {
+  if (config.tenantsFile === '') throw new ConfigError('TENANTS_FILE is required with EVOLINK_API_KEY (see .env.example; `npm run tenant-key -- <tenant id>` makes a key)')
+  return config.tenantsFile
+}

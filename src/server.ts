@@ -7,6 +7,7 @@ import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
 import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
+import { httpUrl } from './http/url.ts'
 
 const listenBacklog = 4096
 
@@ -57,7 +58,7 @@ try {
   if (runtime.demoTenantKey !== null) {
     // The port it got, not the one asked for: PORT=0 binds a free one.
     const { port } = app.server.address() as AddressInfo
-    const address = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+    const address = httpUrl(config.host, port)
     process.stdout.write([
       '',
       '  video-gateway is running on its built-in simulator (no real videos).',

@@ -1,4 +1,5 @@
 import type { TObject } from 'typebox'
+import type { CreateGenerationBody } from '../schemas/generation.ts'
 import { VideoGenerationRequest as Veo31Request } from '../schemas/generated/veo-3.1-fast.ts'
 import { checkVeoRules } from './veo-rules.ts'
 
@@ -21,3 +22,24 @@ export const models: readonly ModelEntry[] = [
 ]
 
 export const modelsById: ReadonlyMap<string, ModelEntry> = new Map(models.map((model) => [model.id, model]))
+
+/** A create as the upstream will make it: the fields it defaults, filled in. */
+export interface EffectiveRequest {
+  n: number
+  quality: string
+  /** seconds of each video */
+  duration: number
+}
+
+/**
+ * The upstream's defaults, in one place: what tenant caps, token grants and the
+ * charge estimate judge when a field is not sent. One video, 720p, 4 seconds;
+ * REFERENCE videos always last 8.
+ */
+export function effectiveRequest (body: Pick<CreateGenerationBody, 'n' | 'quality' | 'duration' | 'generation_type'>): EffectiveRequest {
+  return {
+    n: body.n ?? 1,
+    quality: body.quality ?? '720p',
+    duration: body.generation_type === 'REFERENCE' ? 8 : (body.duration ?? 4)
+  }
+}

@@ -10,6 +10,7 @@ import { TaskStore } from './tasks.ts'
 import type { SimulatorContext, SimulatorInstance, SimulatorOptions } from './types.ts'
 import { createBodyValidator } from './validation.ts'
 import { CallbackSender } from './callbacks.ts'
+import { httpUrl } from '../http/url.ts'
 
 export type { SimulatorInstance, SimulatorOptions } from './types.ts'
 export type { Fault, FaultRoute } from './faults.ts'
@@ -58,7 +59,7 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
     tasks,
     baseUrl: () => {
       const address = app.server.address()
-      return address !== null && typeof address === 'object' ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : 'http://127.0.0.1'
+      return address !== null && typeof address === 'object' ? httpUrl(address.address, address.port) : 'http://127.0.0.1'
     },
     retryDelaysMs: options.callbackRetryDelaysMs
   })

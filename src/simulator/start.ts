@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net'
 import { buildSimulator } from './app.ts'
 import type { SimulatorInstance, SimulatorOptions } from './types.ts'
+import { httpUrl } from '../http/url.ts'
 
 export type StartSimulatorOptions = SimulatorOptions & { host?: string, port?: number }
 
@@ -15,7 +16,7 @@ export interface StartedSimulator {
 
 function urlOf (address: AddressInfo): string {
   const host = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address
-  return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+  return httpUrl(host, address.port)
 }
 
 /** Builds a simulator and listens (default 127.0.0.1, a free port). */

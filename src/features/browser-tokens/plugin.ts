@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { gatewayError, storeUnavailable } from '../../errors/table.ts'
-import { videoDurationOf } from '../usage/charge.ts'
+import { effectiveRequest } from '../../models/index.ts'
 import type { CreateGenerationBody } from '../../schemas/generation.ts'
 import { createBrowserTokenSigner, type BrowserTokenGrant, type BrowserTokenSigner } from './token.ts'
 import { memoryTokenCreateCounter, redisTokenCreateCounter } from './create-counter.ts'
@@ -100,9 +100,8 @@ async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTo
       const grant = request.browserToken
       if (grant === null) return nothingToTakeBack
       if (grant.models !== null && !grant.models.includes(body.model)) refuse(`This token may not use model "${body.model}".`, 'model')
-      const quality = body.quality ?? '720p'
+      const { quality, duration } = effectiveRequest(body)
       if (grant.qualities !== null && !grant.qualities.includes(quality)) refuse(`This token may not use quality "${quality}" (allowed: ${grant.qualities.join(', ')}).`, 'quality')
-      const duration = videoDurationOf(body)
       if (grant.maxDuration !== null && duration > grant.maxDuration) refuse(`This token allows videos of at most ${grant.maxDuration} seconds.`, 'duration')
       await limitEndUser(request, grant)
       return await countCreate(grant)

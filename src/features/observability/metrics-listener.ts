@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { Registry } from 'prom-client'
 import { gatewayError } from '../../errors/table.ts'
 import { errorBody } from '../../errors/handler.ts'
+import { httpUrl } from '../../http/url.ts'
 
 export interface MetricsListener {
   /** e.g. http://127.0.0.1:9464 */
@@ -48,7 +49,7 @@ export async function startMetricsListener (options: { registry: Registry, host:
   })
   const { address, port } = server.address() as AddressInfo
   return {
-    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    url: httpUrl(address, port),
     async close () {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))

@@ -1,4 +1,5 @@
 import { gatewayError, type GatewayError } from '../../errors/table.ts'
+import { parseRetryAfter } from '../../http/retry-after.ts'
 
 /**
  * The one mapping from what can go wrong with an upstream call (an undici
@@ -91,6 +92,6 @@ function sanitizeRetryAfter (value: string | undefined): string {
   if (value === undefined) return defaultRetryAfterSeconds
   const trimmed = value.trim()
   if (/^\d{1,5}$/.test(trimmed)) return String(Math.min(Number(trimmed), 3600))
-  if (trimmed.length <= 64 && !Number.isNaN(Date.parse(trimmed))) return new Date(trimmed).toUTCString()
+  if (parseRetryAfter(trimmed) !== undefined) return new Date(trimmed).toUTCString()
   return defaultRetryAfterSeconds
 }

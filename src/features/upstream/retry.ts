@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { isGatewayError } from '../../errors/table.ts'
 import type { UpstreamErrorDetail } from './failure.ts'
+import { parseRetryAfter } from '../../http/retry-after.ts'
 
 /**
  * When an upstream call may be tried again, and after how long.
@@ -49,16 +50,6 @@ export function backoffDelayMs (attempt: number, policy: Pick<RetryPolicy, 'base
   return Math.floor(random() * step)
 }
 
-/** Retry-After as ms: delta-seconds or an HTTP date; undefined when absent or unreadable. */
-export function retryAfterMs (value: string | undefined, now: number = Date.now()): number | undefined {
-  if (value === undefined) return undefined
-  const trimmed = value.trim()
-  if (/^\d{1,9}$/.test(trimmed)) return Number(trimmed) * 1000
-  // HTTP dates start with the day's name (Date.parse would also take "-1" as a year).
-  const date = /^[A-Za-z]{3}/.test(trimmed) && trimmed.length <= 64 ? Date.parse(trimmed) : Number.NaN
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
-}
-
 function causeCode (error: unknown): string | undefined {
   const cause = (error as { cause?: { code?: unknown } }).cause
   return typeof cause?.code === 'string' ? cause.code : undefined
@@ -92,7 +83,7 @@ export async function callWithRetries<T> (call: RetryCall, attempt: (budgetMs: n
       const reason = retryReason(method, error, number, policy)
       if (reason === null) throw error
       let delayMs = backoffDelayMs(number, policy, call.random)
-      const asked = retryAfterMs((error as { upstreamDetail?: UpstreamErrorDetail }).upstreamDetail?.retryAfter)
+      const asked = parseRetryAfter((error as { upstreamDetail?: UpstreamErrorDetail }).upstreamDetail?.retryAfter)
       if (asked !== undefined) {
         if (asked > policy.maxDelayMs) throw error
         delayMs = Math.max(delayMs, asked)

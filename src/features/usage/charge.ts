@@ -1,4 +1,5 @@
 import type { CreateGenerationBody } from '../../schemas/generation.ts'
+import { effectiveRequest } from '../../models/index.ts'
 
 /**
  * What one create will cost, known before the upstream is called, so that
@@ -14,18 +15,13 @@ export interface CreateCharge {
   videoSeconds: number
 }
 
-/** Seconds of each video: REFERENCE is fixed at 8; otherwise `duration`, 4 by default (the upstream's). */
-export function videoDurationOf (body: Pick<CreateGenerationBody, 'duration' | 'generation_type'>): number {
-  return body.generation_type === 'REFERENCE' ? 8 : (body.duration ?? 4)
-}
-
 const creditsPerSecond: Readonly<Record<string, number>> = { '720p': 1.6, '1080p': 2, '4k': 4 }
 const audioFactor = 1.5
 
 export function createChargeOf (body: Pick<CreateGenerationBody, 'duration' | 'generation_type' | 'n' | 'quality' | 'generate_audio'>): CreateCharge {
-  const n = body.n ?? 1
-  const duration = videoDurationOf(body)
-  const perSecond = creditsPerSecond[body.quality ?? '720p'] ?? creditsPerSecond['720p'] as number
+  const { n, duration, quality } = effectiveRequest(body)
+  // An unknown quality (a model added before its price) is estimated at the lowest rate.
+  const perSecond = creditsPerSecond[quality] ?? creditsPerSecond['720p'] as number
   const credits = duration * perSecond * (body.generate_audio === false ? 1 : audioFactor) * n
   return { creditsMilli: toMilli(credits), videoSeconds: duration * n }
 }

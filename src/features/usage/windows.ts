@@ -3,7 +3,7 @@
  * calendar month. Keys are their ISO names (`2026-11-23`, `2026-11`), so
  * that every instance, whatever its time zone, counts into the same ones.
  */
-const msPerDay = 86_400_000
+export const msPerDay = 86_400_000
 // Asked several times per request (counters, budgets): the day's name is made once per day, not per call.
 let lastDayNumber = Number.NaN
 let lastDayName = ''
@@ -43,11 +43,9 @@ export function parseUtcDay (day: string): number | null {
   return utcDay(ms) === day ? ms : null
 }
 
-const dayMs = 24 * 60 * 60 * 1000
-
 /** Every day from `fromMs` to `toMs` (both day starts), inclusive. */
 export function daysBetween (fromMs: number, toMs: number): string[] {
   const days: string[] = []
-  for (let ms = fromMs; ms <= toMs; ms += dayMs) days.push(utcDay(ms))
+  for (let ms = fromMs; ms <= toMs; ms += msPerDay) days.push(utcDay(ms))
   return days
 }

@@ -36,14 +36,3 @@ export function nextStep (options: { attempt: number, outcome: AttemptOutcome, n
   const delay = outcome.retryAfterMs === undefined ? scheduled : Math.min(Math.max(outcome.retryAfterMs, 0), maxRetryAfterMs)
   return { kind: 'retry', atMs: nowMs + delay }
 }
-
-/** Retry-After as seconds or an HTTP date, in ms from `nowMs`; undefined when absent or unreadable. */
-export function parseRetryAfter (value: string | string[] | undefined, nowMs: number): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value
-  if (text === undefined || text.trim() === '') return undefined
-  if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000
-  // HTTP dates only (`Sun, 06 Nov 1994 08:49:37 GMT`): Date.parse would read "-5" as a year.
-  if (!/^[A-Za-z]{3},/.test(text.trim())) return undefined
-  const date = Date.parse(text)
-  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs)
-}

@@ -1,7 +1,7 @@
 import { Agent, request } from 'undici'
 import { Webhook } from 'standardwebhooks'
 import type { AttemptOutcome } from './schedule.ts'
-import { parseRetryAfter } from './schedule.ts'
+import { parseRetryAfter } from '../../http/retry-after.ts'
 import { DestinationError, guardedLookup, staticUrlProblem, type DestinationPolicy, type LookupFunction } from './destination.ts'
 
 export interface WebhookMessage {

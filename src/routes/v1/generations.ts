@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { gatewayError } from '../../errors/table.ts'
-import { modelsById } from '../../models/index.ts'
+import { effectiveRequest, modelsById } from '../../models/index.ts'
 import { CreateGenerationBody } from '../../schemas/generation.ts'
-import { videoDurationOf } from '../../features/usage/charge.ts'
 import type { Tenant } from '../../features/tenants/registry.ts'
 import type { Reservation } from '../../features/usage/store/memory.ts'
 import { IdempotencyHeaders } from '../../schemas/idempotency.ts'
@@ -17,17 +16,14 @@ function checkTenantCaps (tenant: Tenant, body: CreateGenerationBody): void {
   if (tenant.allowedModels !== null && !tenant.allowedModels.has(body.model)) {
     throw gatewayError('forbidden', { args: [`Model "${body.model}" is not enabled for this tenant.`], param: 'model' })
   }
-  const n = body.n ?? 1
+  const { n, quality, duration } = effectiveRequest(body)
   if (tenant.maxN !== null && n > tenant.maxN) {
     throw gatewayError('forbidden', { args: [`"n" may be at most ${tenant.maxN} for this tenant.`], param: 'n' })
   }
-  const duration = videoDurationOf(body)
   if (tenant.maxDuration !== null && duration > tenant.maxDuration) {
     const what = body.generation_type === 'REFERENCE' ? 'REFERENCE videos last 8 seconds; ' : ''
     throw gatewayError('forbidden', { args: [`${what}"duration" may be at most ${tenant.maxDuration} seconds for this tenant.`], param: 'duration' })
   }
-  // Without `quality` the upstream makes 720p: that is what is checked then.
-  const quality = body.quality ?? '720p'
   if (tenant.allowedQualities !== null && !tenant.allowedQualities.has(quality)) {
     throw gatewayError('forbidden', { args: [`Quality "${quality}" is not enabled for this tenant; allowed: ${[...tenant.allowedQualities].join(', ')}.`], param: 'quality' })
   }

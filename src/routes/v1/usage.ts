@@ -3,7 +3,7 @@ import { Type, type Static } from 'typebox'
 import { gatewayError } from '../../errors/table.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { fromMilli } from '../../features/usage/charge.ts'
-import { daysBetween, parseUtcDay, utcDay } from '../../features/usage/windows.ts'
+import { daysBetween, msPerDay, parseUtcDay, utcDay } from '../../features/usage/windows.ts'
 import type { UsageDay } from '../../features/usage/store/memory.ts'
 import { endUserPattern } from '../../schemas/tokens.ts'
 import { tenantOf } from '../../features/tenants/auth.ts'
@@ -13,7 +13,6 @@ import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 export const maxUsageDays = 366
 /** Without `from`: this many days, ending with `to`. */
 const defaultUsageDays = 30
-const dayMs = 24 * 60 * 60 * 1000
 
 const dayPattern = '^\\d{4}-\\d{2}-\\d{2}$'
 
@@ -79,9 +78,9 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async function getUsage (request, reply) {
     const tenant = tenantOf(request)
     const toMs = request.query.to === undefined ? dayOf(utcDay(fastify.tenantUsage.now()), 'to') : dayOf(request.query.to, 'to')
-    const fromMs = request.query.from === undefined ? toMs - (defaultUsageDays - 1) * dayMs : dayOf(request.query.from, 'from')
+    const fromMs = request.query.from === undefined ? toMs - (defaultUsageDays - 1) * msPerDay : dayOf(request.query.from, 'from')
     if (fromMs > toMs) throw gatewayError('invalid_request', { args: ['"from" is after "to".'], param: 'from' })
-    if ((toMs - fromMs) / dayMs + 1 > maxUsageDays) {
+    if ((toMs - fromMs) / msPerDay + 1 > maxUsageDays) {
       throw gatewayError('invalid_request', { args: [`The range may span at most ${maxUsageDays} days.`], param: 'from' })
     }
     const endUser = request.query.end_user ?? null

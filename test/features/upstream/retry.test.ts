@@ -1,5 +1,5 @@
 import t from 'tap'
-import { backoffDelayMs, callWithRetries, retryAfterMs, retryReason, type RetryPolicy } from '../../../src/features/upstream/retry.ts'
+import { backoffDelayMs, callWithRetries, retryReason, type RetryPolicy } from '../../../src/features/upstream/retry.ts'
 import { gatewayError, type GatewayError } from '../../../src/errors/table.ts'
 import { mapUpstreamFailure } from '../../../src/features/upstream/failure.ts'
 
@@ -17,16 +17,6 @@ t.test('backoff: capped exponential, full jitter', async (t) => {
     const delay = backoffDelayMs(4, policy)
     if (delay < 0 || delay >= 40) t.fail(`delay ${delay} out of [0, 40)`)
   }
-})
-
-t.test('Retry-After: seconds or an HTTP date', async (t) => {
-  t.equal(retryAfterMs(undefined), undefined)
-  t.equal(retryAfterMs('2'), 2000)
-  t.equal(retryAfterMs(' 0 '), 0)
-  t.equal(retryAfterMs(new Date(5_000).toUTCString(), 2_000), 3000)
-  t.equal(retryAfterMs(new Date(1_000).toUTCString(), 2_000), 0, 'a date in the past: now')
-  t.equal(retryAfterMs('soon'), undefined)
-  t.equal(retryAfterMs('-1'), undefined)
 })
 
 t.test('what may be retried', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { delayBeforeAttempt, maxRetryAfterMs, nextStep, parseRetryAfter } from '../../../src/features/webhooks/schedule.ts'
+import { delayBeforeAttempt, maxRetryAfterMs, nextStep } from '../../../src/features/webhooks/schedule.ts'
 
 const nowMs = 1_000_000
 
@@ -21,16 +21,4 @@ t.test('what follows an attempt', async (t) => {
   t.same(step(1, 410), { kind: 'failed', reason: 'the receiver answered 410 Gone' })
   t.same(step(8, 500), { kind: 'failed', reason: 'no success after 8 attempts' })
   t.same(step(8, 200), { kind: 'succeeded' }, 'the last attempt may still succeed')
-})
-
-t.test('Retry-After as seconds or an HTTP date', async (t) => {
-  t.equal(parseRetryAfter('120', nowMs), 120_000)
-  t.equal(parseRetryAfter(' 7 ', nowMs), 7_000)
-  t.equal(parseRetryAfter(new Date(nowMs + 60_000).toUTCString(), nowMs), 60_000)
-  t.equal(parseRetryAfter(new Date(nowMs - 60_000).toUTCString(), nowMs), 0, 'a date in the past is now')
-  t.equal(parseRetryAfter(['30', '60'], nowMs), 30_000)
-  t.equal(parseRetryAfter(undefined, nowMs), undefined)
-  t.equal(parseRetryAfter('', nowMs), undefined)
-  t.equal(parseRetryAfter('soon', nowMs), undefined)
-  t.equal(parseRetryAfter('-5', nowMs), undefined)
 })

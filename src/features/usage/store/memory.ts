@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import type { TenantBudget } from '../../../schemas/tenants.ts'
 import type { CreateCharge } from '../charge.ts'
-import { nextUtcDayStart, nextUtcMonthStart, utcDay, utcMonth } from '../windows.ts'
+import { msPerDay, nextUtcDayStart, nextUtcMonthStart, utcDay, utcMonth } from '../windows.ts'
 
 /**
  * Per-tenant counters of what tasks cost and how many run, and the admission
@@ -81,9 +81,9 @@ export interface UsageStore {
 }
 
 /** How long usage counters are kept: a report may look back this far. */
-export const usageRetentionMs = 400 * 24 * 60 * 60 * 1000
+export const usageRetentionMs = 400 * msPerDay
 /** How long the gateway remembers a task's charge, for its final correction (the upstream forgets tasks after about a week). */
-export const taskChargeTtlMs = 8 * 24 * 60 * 60 * 1000
+export const taskChargeTtlMs = 8 * msPerDay
 
 /** The usage of one budget's window, in the unit of its limit (milli-credits or seconds). */
 export function budgetLimitInUnits (name: BudgetName, limit: number): number {

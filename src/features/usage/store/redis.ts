@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { budgetLimitInUnits, budgetNames, budgetResetsAt, taskChargeTtlMs, usageRetentionMs, type BudgetName, type UsageStore } from './memory.ts'
-import { utcDay, utcMonth } from '../windows.ts'
+import { msPerDay, utcDay, utcMonth } from '../windows.ts'
 import { defineScript } from '../../store/redis-script.ts'
 
 /**
@@ -119,7 +119,7 @@ if delta ~= 0 then
 end
 return {1, delta}`
 
-const monthRetentionMs = usageRetentionMs + 31 * 24 * 60 * 60 * 1000
+const monthRetentionMs = usageRetentionMs + 31 * msPerDay
 
 export interface RedisUsageStoreOptions {
   redis: Redis
