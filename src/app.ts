@@ -65,7 +65,7 @@ export interface BuildAppOptions {
    * waiting minutes), the DNS lookup of destinations, the Redis key prefix, the
    * queue's poll interval, and a listener for tasks whose end a callback announced.
    */
-  webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'pollIntervalMs' | 'onTaskFinished'>
+  webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'pollIntervalMs'>
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -179,12 +179,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     timeoutMs: config.webhookTimeoutMs,
     registrationTtlMs: config.webhookRegistrationTtlMs,
     tenants: registry.tenants,
-    ...options.webhooks,
-    // A callback that announced a task's end frees its concurrency slot and counts it (once per task).
-    onTaskFinished: async (event) => {
-      await app.tenantUsage.taskFinished(event)
-      await options.webhooks?.onTaskFinished?.(event)
-    }
+    ...options.webhooks
   })
   await app.register(tenantAuth, {
     registry,

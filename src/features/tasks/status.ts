@@ -19,6 +19,16 @@ export interface TaskStatusOptions {
   now?: () => number
 }
 
+/** The gateway saw a task: in a read, a long-poll, an event stream, or a callback it confirmed. */
+export interface TaskSighting {
+  tenantId: string
+  upstreamTaskId: string
+  snapshot: TaskSnapshot
+}
+
+/** Told of every sighting of a finished task, possibly more than once per task: it must be idempotent. */
+export type TaskFinishedListener = (finished: TaskSighting) => Promise<void> | void
+
 export interface TaskStatus {
   /** the task, from a fresh snapshot or one coalesced upstream read; `request` gets the upstream status for the access log if it leads */
   read (upstreamId: string, request?: FastifyRequest): Promise<TaskRead>
@@ -35,6 +45,14 @@ export interface TaskStatus {
   follow (upstreamId: string, reply: FastifyReply, listener: TaskListener & { gone (): void }): () => void
   /** for an answer of this snapshot: caches may keep a finished task as long as the gateway does, a running one only with revalidation */
   cacheControl (snapshot: TaskSnapshot): string
+  /**
+   * The one "task finished" event of the gateway: every place that sees a task
+   * reports it here, and if it is finished every listener (usage, …) hears of
+   * it, in order, before this resolves. Never throws.
+   */
+  observe (sighting: TaskSighting): Promise<void>
+  /** subscribes to finished tasks (features do, while the app is built) */
+  onFinished (listener: TaskFinishedListener): void
   /** the app is closing: long-polls answer at once, event streams end */
   readonly closing: AbortSignal
   /** tasks watched right now (each one poll loop, whatever its number of waiters) */
@@ -68,6 +86,7 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
   })
   const watcher = createTaskWatcher({ read: async (upstreamId) => await reader.read(upstreamId), intervalMs: options.statusTtlMs, log: fastify.log })
   const closing = new AbortController()
+  const finishedListeners: TaskFinishedListener[] = []
 
   fastify.decorateRequest('taskCache', null)
   fastify.decorate('taskStatus', {
@@ -100,6 +119,20 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
       if (!snapshot.terminal) return 'private, no-cache'
       const leftMs = options.terminalTtlMs - Math.max(0, now() - snapshot.fetchedAt)
       return `private, max-age=${Math.max(0, Math.floor(leftMs / 1000))}`
+    },
+    async observe (sighting) {
+      if (!sighting.snapshot.terminal) return
+      for (const listener of finishedListeners) {
+        try {
+          await listener(sighting)
+        } catch (error) {
+          // A listener's own failure is its own: the others still hear of the task.
+          fastify.log.error({ err: error, tenant: sighting.tenantId, upstreamTaskId: sighting.upstreamTaskId }, 'a task-finished listener failed')
+        }
+      }
+    },
+    onFinished (listener) {
+      finishedListeners.push(listener)
     },
     closing: closing.signal,
     get watching () { return watcher.size }

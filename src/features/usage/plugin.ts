@@ -6,7 +6,7 @@ import { gatewayError, storeUnavailable } from '../../errors/table.ts'
 import { createChargeOf, fromMilli, toMilli } from './charge.ts'
 import { createMemoryUsageStore, type BudgetName, type Reservation, type TaskOutcome, type UsageDay } from './store/memory.ts'
 import { createRedisUsageStore } from './store/redis.ts'
-import { isTerminalStatus, type TaskSnapshot } from '../tasks/snapshot.ts'
+import { isTerminalStatus } from '../tasks/snapshot.ts'
 import type { Tenant } from '../tenants/registry.ts'
 import type { CreateGenerationBody } from '../../schemas/generation.ts'
 import type { VideoGenerationTask } from '../../schemas/generated/evolink.ts'
@@ -49,8 +49,6 @@ export interface TenantUsage {
    * called. Never throws.
    */
   taskFinished (finished: TaskFinished): Promise<void>
-  /** taskFinished() if this snapshot is terminal */
-  observe (options: { tenantId: string, upstreamTaskId: string, snapshot: TaskSnapshot }): Promise<void>
   /** the clock of usage days and budget windows (ms) */
   now (): number
   /** per-day counters of one tenant (throws store_unavailable if Redis fails) */
@@ -160,11 +158,6 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         storeFailed(log, error, 'usage store failed to record a finished task', { tenant: tenantId, upstreamTaskId })
       }
     },
-    async observe ({ tenantId, upstreamTaskId, snapshot }) {
-      if (!snapshot.terminal) return
-      const finalCredits = creditsOf(snapshot.task)
-      await usage.taskFinished({ tenantId, upstreamTaskId, status: snapshot.task.status, ...(finalCredits === null ? {} : { finalCredits: fromMilli(finalCredits) }) })
-    },
     now,
     async report (options) {
       try {
@@ -175,6 +168,11 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
     }
   }
   fastify.decorate('tenantUsage', usage)
+  // A finished task frees its tenant's concurrency slot and is counted (once, however often it is seen).
+  fastify.taskStatus.onFinished(async ({ tenantId, upstreamTaskId, snapshot }) => {
+    const finalCredits = creditsOf(snapshot.task)
+    await usage.taskFinished({ tenantId, upstreamTaskId, status: snapshot.task.status, ...(finalCredits === null ? {} : { finalCredits: fromMilli(finalCredits) }) })
+  })
   // Before redis-store's own onClose quits the connection (hooks of one level run in registration order).
   fastify.addHook('onClose', async () => {
     await store.close().catch((error: unknown) => { storeFailed(log, error, 'usage store failed to write its last request counts') })
@@ -189,4 +187,4 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
   })
 }
 
-export default fp(tenantUsagePlugin, { name: 'tenant-usage', fastify: '5.x', dependencies: ['redis-store', 'metrics'] })
+export default fp(tenantUsagePlugin, { name: 'tenant-usage', fastify: '5.x', dependencies: ['redis-store', 'metrics', 'task-status'] })

@@ -25,20 +25,6 @@ export interface WebhooksOptions {
   lookup?: LookupFunction
   /** how often the queue is polled for retries that came due (default 1000 ms) */
   pollIntervalMs?: number
-  /**
-   * Called once per task whose end an upstream callback announced and a task
-   * read confirmed (once across instances too: repeated callbacks do not call
-   * it again). The place for per-tenant bookkeeping of finished tasks, such as
-   * a concurrency count.
-   */
-  onTaskFinished?: (event: TaskFinishedEvent) => void
-}
-
-export interface TaskFinishedEvent {
-  tenantId: string
-  upstreamTaskId: string
-  /** `completed`, `failed`, … */
-  status: string
 }
 
 /** The path the upstream calls back on; the token is the only credential. */
@@ -130,7 +116,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   })
   const publicBaseUrl = options.publicBaseUrl.replace(/\/+$/, '')
 
-  /** A task ended (confirmed by a task read): its delivery is queued once, and `onTaskFinished` told once. */
+  /** A task ended (confirmed by a task read): its delivery is queued once, and the tasks feature told once (across instances too). */
   async function taskFinished (registration: RegisteredCallback, snapshot: TaskSnapshot, hash: string): Promise<void> {
     const payload = JSON.stringify({
       type: eventTypeOf(snapshot),
@@ -156,12 +142,8 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
     }, options.registrationTtlMs)
     if (!created) return
     worker.wake()
-    try {
-      options.onTaskFinished?.({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, status: String(snapshot.task.status) })
-    } catch (error) {
-      // The delivery is queued already: a failing listener must not make the upstream call back again.
-      fastify.log.error({ err: error, tenant: registration.tenantId }, 'onTaskFinished failed')
-    }
+    // The delivery is queued already; observe() never throws, so a listener cannot make the upstream call back again.
+    await fastify.taskStatus.observe({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, snapshot })
   }
 
   fastify.decorate('webhooks', {

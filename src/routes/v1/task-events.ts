@@ -50,7 +50,7 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
     const first = await fastify.taskStatus.read(upstreamId, request)
     const tenantId = tenantOf(request).id
     // A finished task frees its tenant's concurrency slot and is counted (once, however often it is seen).
-    await fastify.tenantUsage.observe({ tenantId, upstreamTaskId: upstreamId, snapshot: first })
+    await fastify.taskStatus.observe({ tenantId, upstreamTaskId: upstreamId, snapshot: first })
     if (first.terminal && request.headers['last-event-id'] === first.etag) return await reply.code(204).send(null)
 
     const present = (snapshot: TaskSnapshot): string => sseEvent('task', presentTask(snapshot, scopedId), snapshot.etag) +
@@ -78,7 +78,7 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
         }
         ending = true
         // Recorded before `end` goes out: a client that has seen it finds the task's slot free.
-        fastify.tenantUsage.observe({ tenantId, upstreamTaskId: upstreamId, snapshot }).finally(() => finish(present(snapshot)))
+        fastify.taskStatus.observe({ tenantId, upstreamTaskId: upstreamId, snapshot }).finally(() => finish(present(snapshot)))
       },
       failed (error) {
         const failure = isGatewayError(error) ? error : gatewayError('internal_error', { cause: error })

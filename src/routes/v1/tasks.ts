@@ -77,7 +77,7 @@ const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     const waitMs = request.query.wait === undefined ? 0 : Number(request.query.wait) * 1000
     const snapshot = await waitForProgress({ taskStatus: fastify.taskStatus, upstreamId, first, waitMs, reply })
     // A finished task frees its tenant's concurrency slot and is counted (once, however often it is read).
-    await fastify.tenantUsage.observe({ tenantId: tenantOf(request).id, upstreamTaskId: upstreamId, snapshot })
+    await fastify.taskStatus.observe({ tenantId: tenantOf(request).id, upstreamTaskId: upstreamId, snapshot })
     reply.header('etag', snapshot.etag).header('cache-control', fastify.taskStatus.cacheControl(snapshot))
     if (matchesIfNoneMatch(request.headers['if-none-match'], snapshot.etag)) return await reply.code(304).send(null)
     return presentTask(snapshot, request.params.task_id)

@@ -18,7 +18,7 @@ interface Harness {
   receiver: Receiver
   /** every log line the gateway wrote */
   logs: Array<Record<string, unknown>>
-  /** what onTaskFinished was told */
+  /** what the tasks feature's finished event told its listeners */
   finished: unknown[]
   /** creates a task with callback_url; returns its scoped id and the token the upstream was given */
   create (options?: { prompt?: string, url?: string }): Promise<{ taskId: string, callbackPath: string }>
@@ -50,8 +50,9 @@ async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Prom
     config: { publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList },
     // the task cache shares the simulator's clock; the worker's timer never finds anything due before the test moves it
     now: clock.now,
-    webhooks: { now: clock.now, pollIntervalMs: 3_600_000, onTaskFinished: (event) => finished.push(event) }
+    webhooks: { now: clock.now, pollIntervalMs: 3_600_000 }
   })
+  app.taskStatus.onFinished(({ tenantId, upstreamTaskId, snapshot }) => { finished.push({ tenantId, upstreamTaskId, status: snapshot.task.status }) })
   await app.ready()
   return {
     app,
@@ -128,11 +129,15 @@ t.test('a finished task is relayed to the tenant, signed per Standard Webhooks, 
   })
 
   t.test('the upstream calling back again (its retries) delivers nothing more, and the task is finished once', async (t) => {
+    const finished = { tenantId: h.acme.id, upstreamTaskId: taskId.split('.')[0], status: 'completed' }
+    t.same(h.finished, [finished, finished], 'the first callback reported it, and so did the task read above')
     const again = await h.callback(callbackPath)
     t.equal(again.statusCode, 200)
     await h.app.webhooks.runDue()
     t.equal(h.receiver.received.length, 1)
-    t.same(h.finished, [{ tenantId: h.acme.id, upstreamTaskId: taskId.split('.')[0], status: 'completed' }])
+    t.same(h.finished, [finished, finished], 'a repeated callback reports nothing more')
+    const usage = await h.app.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: h.acme.authorization } })
+    t.equal(usage.json().total.tasks_completed, 1, 'counted once, however often it was seen')
   })
 
   t.test('a redelivery sends the same message again, with the same webhook-id', async (t) => {
