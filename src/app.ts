@@ -22,8 +22,8 @@ import taskStatus from './features/tasks/status.ts'
 import browserTokens from './features/browser-tokens/plugin.ts'
 import metrics from './features/observability/metrics.ts'
 import tenantUsage from './features/usage/plugin.ts'
-import webhooks, { type WebhooksOptions } from './features/webhooks/plugin.ts'
-import { parseDestinationPolicy } from './features/webhooks/destination.ts'
+import webhooks from './features/webhooks/plugin.ts'
+import { parseDestinationPolicy, type LookupFunction } from './features/webhooks/destination.ts'
 import tenantAuth from './features/tenants/auth.ts'
 import tenantRateLimit from './features/tenants/rate-limit.ts'
 import requestLogging from './features/observability/request-logging.ts'
@@ -35,13 +35,28 @@ import demoRoutes from './routes/demo.ts'
 import v1Routes from './routes/v1/index.ts'
 import callbackRoutes from './routes/callbacks.ts'
 
+/**
+ * The gateway's test seams, all in one place. Each defaults to the real thing.
+ */
+export interface AppSeams {
+  /**
+   * The clock (ms) of everything that keeps time by the wall clock: the task
+   * status cache, browser tokens, budget windows and usage days, concurrency
+   * slot deadlines, the webhook retry schedule. A test that moves it moves the
+   * simulator's clock along (both read the same function).
+   */
+  clock?: () => number
+  /** replaces the upstream connection pool (undici MockAgent, a proxy...) */
+  upstreamDispatcher?: Dispatcher
+  /** the DNS lookup of webhook destinations */
+  dnsLookup?: LookupFunction
+}
+
 export interface BuildAppOptions {
   /** any configuration value; the rest come from ConfigSchema's defaults */
   config?: Partial<Config>
   /** tenants as in TENANTS_FILE; when absent, read from `config.tenantsFile` */
   tenants?: readonly TenantDefinition[]
-  /** replaces the upstream Pool (tests) */
-  upstreamDispatcher?: Dispatcher
   /**
    * Where and how much to log; merged over the production options (redaction,
    * serializers), which always apply. `false`: no logging. Default: stdout at `config.logLevel`.
@@ -49,23 +64,13 @@ export interface BuildAppOptions {
   logger?: false | { level?: string, stream?: DestinationStream }
   /** an existing pino logger (server.ts shares one with the bootstrap) */
   loggerInstance?: FastifyBaseLogger
-  /** the clock (ms) of the in-memory task status cache; tests that move a simulator's clock pass the same one */
-  now?: () => number
-  /** the clock (ms) that mints and checks browser tokens; tests mint tokens that are already expired */
-  tokenNow?: () => number
   /**
    * Simulator mode's demo tenant: with DEMO_PAGE=auto the demo page is served, and
    * POST /demo/token mints browser tokens for this tenant (server.ts passes it).
    */
   demoTenantId?: string
-  /** the clock (ms) of budget windows, usage days and concurrency slot deadlines (default Date.now) */
-  usageNow?: () => number
-  /**
-   * Webhook relay: the clock of the retry schedule (tests move it instead of
-   * waiting minutes), the DNS lookup of destinations, the Redis key prefix, the
-   * queue's poll interval, and a listener for tasks whose end a callback announced.
-   */
-  webhooks?: Pick<WebhooksOptions, 'now' | 'lookup' | 'pollIntervalMs'>
+  /** what tests replace; production wiring needs none of it */
+  seams?: AppSeams
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -90,6 +95,7 @@ function redisOutagePolicy (config: Config): string {
 /** Builds the gateway; never listens (server.ts does). */
 export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const config = resolveConfig(options.config)
+  const seams = options.seams ?? {}
   if (config.evolinkApiKey === '') throw new ConfigError('EVOLINK_API_KEY is empty (server.ts starts the simulator in that case; buildApp needs an upstream and its key)')
   const secrets = requireGatewaySecrets(config)
   const tenants = options.tenants ?? readTenantsFile(requireTenantsFile(config))
@@ -159,7 +165,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     timeoutMs: config.upstreamTimeoutMs,
     connections: config.upstreamConnections,
     maxResponseBytes: config.upstreamMaxResponseBytes,
-    dispatcher: options.upstreamDispatcher,
+    dispatcher: seams.upstreamDispatcher,
     retry: { attempts: config.upstreamRetryAttempts, baseDelayMs: config.upstreamRetryBaseDelayMs, maxDelayMs: config.upstreamRetryMaxDelayMs }
   })
   await app.register(taskIds, { secrets })
@@ -168,10 +174,10 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     terminalTtlMs: config.taskTerminalTtlMs,
     memoryMaxEntries: config.taskCacheMaxEntries,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
-    now: options.now
+    now: seams.clock
   })
-  await app.register(browserTokens, { secrets, registry, now: options.tokenNow })
-  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: options.usageNow })
+  await app.register(browserTokens, { secrets, registry, now: seams.clock })
+  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: seams.clock })
   await app.register(webhooks, {
     publicBaseUrl: config.publicBaseUrl,
     policy: webhookPolicy,
@@ -179,7 +185,9 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     timeoutMs: config.webhookTimeoutMs,
     registrationTtlMs: config.webhookRegistrationTtlMs,
     tenants: registry.tenants,
-    ...options.webhooks
+    pollIntervalMs: config.webhookPollIntervalMs,
+    now: seams.clock,
+    lookup: seams.dnsLookup
   })
   await app.register(tenantAuth, {
     registry,

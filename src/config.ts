@@ -53,6 +53,7 @@ export const ConfigSchema = Type.Object({
   webhookMaxAttempts: Type.Integer({ env: 'WEBHOOK_MAX_ATTEMPTS', default: 8, minimum: 1, maximum: 20, description: 'Delivery attempts of one webhook before it is marked failed, on the Standard Webhooks schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, … (8 attempts span about 28 h).' }),
   webhookTimeoutMs: Type.Integer({ env: 'WEBHOOK_TIMEOUT_MS', default: 15000, minimum: 100, maximum: 60000, description: 'Deadline of one webhook delivery attempt (connect, headers and body); past it the attempt failed.' }),
   webhookRegistrationTtlMs: Type.Integer({ env: 'WEBHOOK_REGISTRATION_TTL_MS', default: 604800000, minimum: 60000, maximum: 2592000000, description: 'How long the gateway waits for the upstream callback of a task created with `callback_url` (and keeps its delivery history).' }),
+  webhookPollIntervalMs: Type.Integer({ env: 'WEBHOOK_POLL_INTERVAL_MS', default: 1000, minimum: 10, maximum: 3600000, description: 'How often each instance looks for webhook retries that came due (a new delivery is sent at once).' }),
   simulatorTaskDurationMs: Type.Integer({ env: 'SIMULATOR_TASK_DURATION_MS', default: 20000, minimum: 0, description: 'Simulator mode only: how long a simulated video takes.' })
 }, { additionalProperties: false })
 

@@ -58,7 +58,7 @@ t.test('the demo page in Chromium', async (t) => {
 
   t.test('an expired token shows a clear message', async (t) => {
     // The same gateway secret, a clock three hours back: a token this gateway issued, long expired.
-    const past = await buildTestApp(t, { ...options, tokenNow: () => Date.now() - 3 * 3_600_000 })
+    const past = await buildTestApp(t, { ...options, seams: { clock: () => Date.now() - 3 * 3_600_000 } })
     const { token, grant } = await past.browserTokens.mint({ tenantId: demo.id, ttlSeconds: 600, claims: { operations: ['create', 'read'], maxCreates: null, models: null, qualities: null, maxDuration: null, endUser: null, origin: null } })
     const page = await browser.newPage()
     t.teardown(() => page.close())

@@ -10,7 +10,7 @@ async function setUp (t: Test, tenants: TestTenant[], staleMs = 60_000) {
   let clock = lateEvening
   const now = () => clock
   const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now })
-  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants, now, usageNow: now, config: { taskConcurrencyStaleMs: staleMs } })
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants, seams: { clock: now }, config: { taskConcurrencyStaleMs: staleMs } })
   return {
     upstream,
     app,
@@ -112,7 +112,7 @@ t.test('a task seen ending on an event stream, or by a long-poll, frees its slot
   const now = () => clock
   const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now })
   const acme = makeTenant('acme', { maxConcurrentTasks: 1 })
-  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], now, usageNow: now, config: { taskStatusTtlMs: 50 } })
+  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], seams: { clock: now }, config: { taskStatusTtlMs: 50 } })
   const headers = { authorization: acme.authorization, 'content-type': 'application/json' }
   const create = () => fetch(`${url}/v1/videos/generations`, { method: 'POST', headers, body: JSON.stringify(validBody) })
 

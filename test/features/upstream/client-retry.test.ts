@@ -19,7 +19,7 @@ t.test('task reads are retried, creates are not', async (t) => {
     // The breaker is tested on its own; here it must not interfere.
     config: { upstreamTimeoutMs: 3000, upstreamRetryBaseDelayMs: 5, upstreamRetryMaxDelayMs: 1500, upstreamBreakerFailures: 0 },
     logger: { level: 'info', stream: logs.stream },
-    now: () => clock
+    seams: { clock: () => clock }
   })
   const headers = { authorization: acme.authorization }
   const created = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers, payload: validBody })
@@ -142,7 +142,7 @@ t.test('POST: a refused connection (nothing was sent) is retried, once', async (
     upstreamUrl: origin,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme],
-    upstreamDispatcher: agent,
+    seams: { upstreamDispatcher: agent },
     config: { upstreamRetryBaseDelayMs: 5, upstreamBreakerFailures: 0 }
   })
   const create = () => app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: validBody })

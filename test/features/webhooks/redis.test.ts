@@ -43,9 +43,8 @@ async function relayOnRedis (t: Test, url: string, extraConfig: Partial<Config> 
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme],
-    config: { redisUrl: url, redisKeyPrefix: keyPrefix, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, ...extraConfig },
-    now: clock.now,
-    webhooks: { now: clock.now, pollIntervalMs: 3_600_000 }
+    config: { redisUrl: url, redisKeyPrefix: keyPrefix, webhookPollIntervalMs: 3_600_000, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, ...extraConfig },
+    seams: { clock: clock.now }
   }
   return { clock, upstream, acme, receiver, options }
 }

@@ -14,7 +14,7 @@ t.test('GET /v1/tasks/:task_id through the status cache (memory)', async (t) => 
   const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now: () => clock })
   const acme = makeTenant('acme', { readRateLimit: { max: 10_000, timeWindow: 60_000 } })
   const globex = makeTenant('globex')
-  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], now: () => clock })
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], seams: { clock: () => clock } })
   const create = async (tenant = acme) => (await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: tenant.authorization }, payload: validBody })).json().id as string
   const read = (id: string, headers: Record<string, string> = {}, tenant = acme) =>
     app.inject({ method: 'GET', url: `/v1/tasks/${id}`, headers: { authorization: tenant.authorization, ...headers } })

@@ -9,7 +9,7 @@ t.test('GET /v1/tasks/:task_id', async (t) => {
   const acme = makeTenant('acme')
   const globex = makeTenant('globex')
   // The gateway's status cache runs on the same clock, so each step reads the new state.
-  const options = { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], now: () => clock }
+  const options = { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], seams: { clock: () => clock } }
   const app = await buildTestApp(t, options)
   const read = (id: string, authorization = acme.authorization, target = app) =>
     target.inject({ method: 'GET', url: `/v1/tasks/${encodeURIComponent(id)}`, headers: { authorization } })

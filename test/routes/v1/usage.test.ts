@@ -11,7 +11,7 @@ t.test('GET /v1/usage', async (t) => {
   const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now })
   const acme = makeTenant('acme')
   const globex = makeTenant('globex')
-  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], now, usageNow: now })
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], seams: { clock: now } })
   const call = (tenant: TestTenant, method: 'GET' | 'POST', url: string, payload?: Record<string, unknown>) =>
     app.inject({ method, url, headers: { authorization: tenant.authorization }, payload })
   const usage = async (tenant: TestTenant, query = '') => await call(tenant, 'GET', `/v1/usage${query}`)

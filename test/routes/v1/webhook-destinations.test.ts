@@ -24,7 +24,7 @@ t.test('SSRF: callback_url destinations the gateway refuses at create time (no a
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, noSecret],
     config: { publicBaseUrl: 'https://gateway.example.com' },
-    webhooks: { lookup }
+    seams: { dnsLookup: lookup }
   })
   const create = (callbackUrl: string, tenant = acme) => app.inject({
     method: 'POST', url: '/v1/videos/generations', headers: { authorization: tenant.authorization }, payload: { ...validBody, callback_url: callbackUrl }
@@ -83,9 +83,8 @@ t.test('SSRF at delivery: a name that resolved to a public address at create tim
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme],
-    config: { publicBaseUrl: 'https://gateway.example.com' },
-    now: clock.now,
-    webhooks: { lookup, now: clock.now, pollIntervalMs: 3_600_000 }
+    config: { publicBaseUrl: 'https://gateway.example.com', webhookPollIntervalMs: 3_600_000 },
+    seams: { clock: clock.now, dnsLookup: lookup }
   })
   const created = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: { ...validBody, callback_url: 'https://rebind.example.com/hook' } })
   t.equal(created.statusCode, 200, created.body)

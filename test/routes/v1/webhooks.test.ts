@@ -47,10 +47,9 @@ async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Prom
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, other],
     logger: { level: 'info', stream: logs.stream },
-    config: { publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList },
+    config: { publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, webhookPollIntervalMs: 3_600_000 },
     // the task cache shares the simulator's clock; the worker's timer never finds anything due before the test moves it
-    now: clock.now,
-    webhooks: { now: clock.now, pollIntervalMs: 3_600_000 }
+    seams: { clock: clock.now }
   })
   app.taskStatus.onFinished(({ tenantId, upstreamTaskId, snapshot }) => { finished.push({ tenantId, upstreamTaskId, status: snapshot.task.status }) })
   await app.ready()
