@@ -61,11 +61,11 @@ t.test('helpers', async (t) => {
   t.same([hops('x', 0), hops('x', 1), hops('x', 2)], [true, true, false])
 })
 
-t.test('.env.example and the README list every variable', async (t) => {
+t.test('.env.example and docs/configuration.md list every variable', async (t) => {
   const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8')
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const readme = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')
   for (const { env } of describeConfig()) {
     t.match(example, new RegExp(`^#? ?${env}=`, 'm'), `${env} in .env.example`)
-    t.match(readme, `\`${env}\``, `${env} in README`)
+    t.match(readme, `\`${env}\``, `${env} in docs/configuration.md`)
   }
 })

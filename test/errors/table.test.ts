@@ -6,14 +6,14 @@ import { startTestSimulator, TEST_UPSTREAM_KEY } from '../helpers/simulator.ts'
 
 const codes = Object.keys(errorTable) as ErrorCode[]
 
-t.test('every row of the error table is documented in the README and in /openapi.json', async (t) => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+t.test('every row of the error table is documented in docs/errors.md and in /openapi.json', async (t) => {
+  const readme = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8')
   const upstream = await startTestSimulator(t)
   const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [makeTenant('acme')] })
   const openapi = JSON.stringify((await app.inject({ method: 'GET', url: '/openapi.json' })).json())
   for (const code of codes) {
     const row = errorTable[code]
-    t.match(readme, new RegExp(`\\|\\s*${row.statusCode}\\s*\\|\\s*\`${code}\`\\s*\\|\\s*${row.type}\\s*\\|`), `README row for ${code}`)
+    t.match(readme, new RegExp(`\\|\\s*${row.statusCode}\\s*\\|\\s*\`${code}\`\\s*\\|\\s*${row.type}\\s*\\|`), `docs/errors.md row for ${code}`)
     t.match(openapi, `\`${code}\``, `/openapi.json mentions ${code}`)
   }
 })

@@ -169,13 +169,13 @@ export interface UpstreamCounts {
   task: number
 }
 
-/** The 4xx rows of the README's error table (the documented contract), as `status code type`. */
+/** The 4xx rows of the error table in docs/errors.md (the documented contract), as `status code type`. */
 function readClientErrorRows (): Set<string> {
-  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
+  const readme = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8')
   const rows = new Set<string>()
   for (const match of readme.matchAll(/^\| (4\d\d) \| `([a-z_]+)` \| ([a-z_]+) \|/gm)) rows.add(`${match[1]} ${match[2]} ${match[3]}`)
   for (const row of ['400 invalid_request invalid_request_error', '401 unauthorized authentication_error', '404 not_found invalid_request_error']) {
-    if (!rows.has(row)) throw new Error(`README.md's error table has no row ${row}: has its format changed?`)
+    if (!rows.has(row)) throw new Error(`docs/errors.md's error table has no row ${row}: has its format changed?`)
   }
   return rows
 }
