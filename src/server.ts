@@ -6,6 +6,7 @@ import { buildApp } from './app.ts'
 import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import { describeStartupFailure } from './features/settings/startup-errors.ts'
 import { findUnknownSettings, unknownSettingMessage } from './features/settings/unknown-settings.ts'
 import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
 import { httpUrl } from './http/url.ts'
@@ -76,7 +77,9 @@ try {
     ].join('\n'))
   }
 } catch (error) {
-  logger.fatal({ err: error }, (error as Error).message)
+  const failure = describeStartupFailure(error, config)
+  logger.fatal(failure.userMistake ? { code: (error as NodeJS.ErrnoException).code } : { err: error }, failure.line)
   logStream.flushSync()
+  process.stderr.write(`${failure.line}\n`)
   process.exit(1)
 }
