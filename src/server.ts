@@ -6,6 +6,8 @@ import { buildApp } from './app.ts'
 import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import { describeStartupFailure } from './features/settings/startup-errors.ts'
+import { findUnknownSettings, unknownSettingMessage } from './features/settings/unknown-settings.ts'
 import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
 import { httpUrl } from './http/url.ts'
 
@@ -24,6 +26,8 @@ try {
 // Buffered, asynchronous writes: the access log must not block the event loop (flushed on exit).
 const logStream = destination({ dest: 1, sync: false, minLength: 4096 })
 const logger = pino(loggerOptions(config), logStream)
+// Typos in settings would otherwise be silent: one warning each, never a failure.
+for (const setting of findUnknownSettings(process.env)) logger.warn({ setting: setting.name, suggestion: setting.suggestion }, unknownSettingMessage(setting))
 
 try {
   const runtime = await prepareRuntime(config, logger)
@@ -73,7 +77,9 @@ try {
     ].join('\n'))
   }
 } catch (error) {
-  logger.fatal({ err: error }, (error as Error).message)
+  const failure = describeStartupFailure(error, config)
+  logger.fatal(failure.userMistake ? { code: (error as NodeJS.ErrnoException).code } : { err: error }, failure.line)
   logStream.flushSync()
+  process.stderr.write(`${failure.line}\n`)
   process.exit(1)
 }

@@ -19,7 +19,10 @@ export const CreateGenerationBody = Type.Object({
   })
 }, {
   additionalProperties: false,
-  description: (VideoGenerationRequest as { description?: string }).description
+  description: (VideoGenerationRequest as { description?: string }).description,
+  // Kept from the model's schema: without them Swagger UI prefills "Try it out" from every
+  // property (image_urls with generation_type TEXT), which the gateway rightly refuses.
+  examples: (VideoGenerationRequest as { examples?: unknown[] }).examples
 })
 
 export type CreateGenerationBody = Static<typeof CreateGenerationBody>
