@@ -37,14 +37,55 @@ try {
   // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
 
   let metricsListener: MetricsListener | null = null
-  closeWithGrace({ delay: config.shutdownGraceMs, logger }, async ({ signal, err }) => {
-    if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
-    else logger.info({ signal }, 'shutting down')
+  const closeAll = async (): Promise<void> => {
     await app.close()
     await metricsListener?.close()
     await runtime.close()
     logStream.flushSync()
+  }
+  // Uncaught errors: close-with-grace closes (within SHUTDOWN_GRACE_MS) and exits 1. Signals are
+  // handled below, because close-with-grace exits at once on a second signal, and a supervisor that
+  // signals the whole process group (npm, the shell, node) delivers SIGTERM to node twice.
+  closeWithGrace({ delay: config.shutdownGraceMs, logger, skip: ['SIGTERM', 'SIGINT'] }, async ({ err }) => {
+    logger.error({ err }, 'closing after an uncaught error')
+    await closeAll()
   })
+  let shuttingDown = false
+  const shutDown = (signal: NodeJS.Signals): void => {
+    if (shuttingDown) {
+      // Repeated (process group) signal: the drain and the close go on as planned.
+      logger.info({ signal }, 'signal received again; the shutdown already under way continues')
+      logStream.flushSync()
+      return
+    }
+    shuttingDown = true
+    const drainMs = config.shutdownDrainMs
+    logger.info({ signal, drainMs }, 'shutting down: draining (readyz 503, Connection: close on every answer)')
+    app.shutdownDrain.begin()
+    // A supervisor may SIGKILL before the buffer fills: the shutdown lines go out at once.
+    logStream.flushSync()
+    // The last resort, past the drain and the grace period: exit 1 with the log flushed.
+    setTimeout(() => {
+      logger.error({ drainMs, graceMs: config.shutdownGraceMs }, 'shutdown timed out, exiting')
+      logStream.flushSync()
+      process.exit(1)
+    }, drainMs + config.shutdownGraceMs).unref()
+    setTimeout(() => {
+      logger.info({ signal }, 'shutting down: drain over, closing the listener and waiting for in-flight requests')
+      logStream.flushSync()
+      closeAll().then(() => {
+        logger.info('shut down cleanly')
+        logStream.flushSync()
+        process.exit(0)
+      }, (error: unknown) => {
+        logger.error({ err: error }, 'error while shutting down')
+        logStream.flushSync()
+        process.exit(1)
+      })
+    }, drainMs)
+  }
+  process.on('SIGTERM', shutDown)
+  process.on('SIGINT', shutDown)
 
   // Node's default accept queue (511) overflowed when 1,000 clients connected at once in the
   // bench's polling storm (kernel ListenOverflows, then SYN retries of seconds); the kernel caps it at somaxconn.
