@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
+import { Server as NetServer, type AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { destination, pino } from 'pino'
 import { buildApp } from './app.ts'
@@ -10,6 +11,8 @@ import { startMetricsListener, type MetricsListener } from './features/observabi
 import { httpUrl } from './http/url.ts'
 
 const listenBacklog = 4096
+/** After the drain: how long connections accepted just before the listener closed get to send their request. */
+const acceptSettleMs = 500
 
 // The only entry point that reads the environment: logger, server timeouts, graceful close, listen.
 if (existsSync('.env')) process.loadEnvFile('.env')
@@ -73,7 +76,17 @@ try {
     setTimeout(() => {
       logger.info({ signal }, 'shutting down: drain over, closing the listener and waiting for in-flight requests')
       logStream.flushSync()
-      closeAll().then(() => {
+      // Stop accepting first, without http.Server.close's closeIdleConnections: a connection accepted
+      // a moment ago whose request has not been read yet counts as idle, and closing it resets a
+      // request the client already sent. Those requests get their answers during a short settle;
+      // then the app closes (idle connections closed, late requests 503 shutting_down), and the
+      // listener's callback says every connection has ended.
+      const connectionsEnded = new Promise<void>((resolve) => { NetServer.prototype.close.call(app.server, () => { resolve() }) })
+      sleep(Math.min(acceptSettleMs, config.shutdownGraceMs)).then(async () => {
+        await app.close()
+        await connectionsEnded
+        await closeAll()
+      }).then(() => {
         logger.info('shut down cleanly')
         logStream.flushSync()
         process.exit(0)
