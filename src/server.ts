@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
+import { Server as NetServer, type AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { destination, pino } from 'pino'
 import { buildApp } from './app.ts'
@@ -12,6 +13,8 @@ import { startMetricsListener, type MetricsListener } from './features/observabi
 import { httpUrl } from './http/url.ts'
 
 const listenBacklog = 4096
+/** After the drain: how long connections accepted just before the listener closed get to send their request. */
+const acceptSettleMs = 500
 
 // The only entry point that reads the environment: logger, server timeouts, graceful close, listen.
 if (existsSync('.env')) process.loadEnvFile('.env')
@@ -41,14 +44,65 @@ try {
   // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
 
   let metricsListener: MetricsListener | null = null
-  closeWithGrace({ delay: config.shutdownGraceMs, logger }, async ({ signal, err }) => {
-    if (err !== undefined) logger.error({ err }, 'closing after an uncaught error')
-    else logger.info({ signal }, 'shutting down')
+  const closeAll = async (): Promise<void> => {
     await app.close()
     await metricsListener?.close()
     await runtime.close()
     logStream.flushSync()
+  }
+  // Uncaught errors: close-with-grace closes (within SHUTDOWN_GRACE_MS) and exits 1. Signals are
+  // handled below, because close-with-grace exits at once on a second signal, and a supervisor that
+  // signals the whole process group (npm, the shell, node) delivers SIGTERM to node twice.
+  closeWithGrace({ delay: config.shutdownGraceMs, logger, skip: ['SIGTERM', 'SIGINT'] }, async ({ err }) => {
+    logger.error({ err }, 'closing after an uncaught error')
+    await closeAll()
   })
+  let shuttingDown = false
+  const shutDown = (signal: NodeJS.Signals): void => {
+    if (shuttingDown) {
+      // Repeated (process group) signal: the drain and the close go on as planned.
+      logger.info({ signal }, 'signal received again; the shutdown already under way continues')
+      logStream.flushSync()
+      return
+    }
+    shuttingDown = true
+    const drainMs = config.shutdownDrainMs
+    logger.info({ signal, drainMs }, 'shutting down: draining (readyz 503, Connection: close on every answer)')
+    app.shutdownDrain.begin()
+    // A supervisor may SIGKILL before the buffer fills: the shutdown lines go out at once.
+    logStream.flushSync()
+    // The last resort, past the drain and the grace period: exit 1 with the log flushed.
+    setTimeout(() => {
+      logger.error({ drainMs, graceMs: config.shutdownGraceMs }, 'shutdown timed out, exiting')
+      logStream.flushSync()
+      process.exit(1)
+    }, drainMs + config.shutdownGraceMs).unref()
+    setTimeout(() => {
+      logger.info({ signal }, 'shutting down: drain over, closing the listener and waiting for in-flight requests')
+      logStream.flushSync()
+      // Stop accepting first, without http.Server.close's closeIdleConnections: a connection accepted
+      // a moment ago whose request has not been read yet counts as idle, and closing it resets a
+      // request the client already sent. Those requests get their answers during a short settle;
+      // then the app closes (idle connections closed, late requests 503 shutting_down), and the
+      // listener's callback says every connection has ended.
+      const connectionsEnded = new Promise<void>((resolve) => { NetServer.prototype.close.call(app.server, () => { resolve() }) })
+      sleep(Math.min(acceptSettleMs, config.shutdownGraceMs)).then(async () => {
+        await app.close()
+        await connectionsEnded
+        await closeAll()
+      }).then(() => {
+        logger.info('shut down cleanly')
+        logStream.flushSync()
+        process.exit(0)
+      }, (error: unknown) => {
+        logger.error({ err: error }, 'error while shutting down')
+        logStream.flushSync()
+        process.exit(1)
+      })
+    }, drainMs)
+  }
+  process.on('SIGTERM', shutDown)
+  process.on('SIGINT', shutDown)
 
   // Node's default accept queue (511) overflowed when 1,000 clients connected at once in the
   // bench's polling storm (kernel ListenOverflows, then SYN retries of seconds); the kernel caps it at somaxconn.

@@ -19,6 +19,8 @@ t.test('SIGTERM under load: every accepted request gets its real answer, then ex
     TENANTS_FILE: 'tenants.json',
     GATEWAY_SECRET: testGatewaySecret,
     SHUTDOWN_GRACE_MS: '10000',
+    // No drain phase here: this test is about the close that follows it (test/server-drain.test.ts has the drain).
+    SHUTDOWN_DRAIN_MS: '0',
     LOG_LEVEL: 'info'
   }, { 'tenants.json': JSON.stringify({ tenants: [acme.definition] }) })
   await server.waitFor(/Server listening/)
@@ -43,7 +45,7 @@ t.test('SIGTERM under load: every accepted request gets its real answer, then ex
   const signalled = Date.now()
   server.child.kill('SIGTERM')
 
-  await server.waitFor(/shutting down/)
+  await server.waitFor(/drain over/)
   const refused = await request(`${base}/healthz`).then((response) => response.statusCode, (error: Error & { code?: string }) => error.code)
   t.equal(refused, 'ECONNREFUSED', 'new connections are refused once the shutdown began')
 

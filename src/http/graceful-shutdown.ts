@@ -14,10 +14,35 @@ import { gatewayError } from '../errors/table.ts'
  * Fastify's own return503OnClosing answers such requests with a body of its
  * own format, so app.ts turns it off and this hook answers them instead.
  */
+export interface ShutdownDrain {
+  /** True from the drain's start (SIGTERM) on: `/readyz` answers 503, every answer says `Connection: close`. */
+  readonly draining: boolean
+  /** Aborted when the drain starts: long-lived answers (event streams) end with a reconnect hint. */
+  readonly signal: AbortSignal
+  /** Starts the drain (server.ts on SIGTERM/SIGINT); idempotent. Requests are still served normally. */
+  begin (): void
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    shutdownDrain: ShutdownDrain
+  }
+}
+
 async function gracefulShutdownPlugin (fastify: FastifyInstance): Promise<void> {
   let closing = false
+  // The drain phase (before the close): served normally, but no connection is kept, so a client's
+  // next request opens a new connection, which the load balancer sends to another instance.
+  const drainStarted = new AbortController()
+  const drain: ShutdownDrain = {
+    get draining () { return drainStarted.signal.aborted },
+    signal: drainStarted.signal,
+    begin () { if (!drainStarted.signal.aborted) drainStarted.abort() }
+  }
+  fastify.decorate('shutdownDrain', drain)
   fastify.addHook('preClose', (done) => {
     closing = true
+    drain.begin()
     done()
   })
   // Callback style: on the hot path it skips a promise per request.
@@ -32,7 +57,7 @@ async function gracefulShutdownPlugin (fastify: FastifyInstance): Promise<void> 
   // answers: Node closes only the connections idle at that moment, and a keep-alive one
   // left open would hold the close (and the process) until SHUTDOWN_GRACE_MS runs out.
   fastify.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing) reply.header('connection', 'close')
+    if (closing || drainStarted.signal.aborted) reply.header('connection', 'close')
     done(null, payload)
   })
 }

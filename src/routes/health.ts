@@ -22,10 +22,12 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/readyz', {
     schema: {
       tags: ['Operations'],
-      summary: 'Ready for traffic: configuration loaded, shared store reachable (503 with `store: degraded` when it is not)',
+      summary: 'Ready for traffic: configuration loaded, shared store reachable (503 with `store: degraded` when it is not; 503 without checks once the instance drains for shutdown)',
       response: { 200: HealthStatus, 503: HealthStatus, ...errorResponses([500]) }
     }
   }, async (_request, reply) => {
+    // Draining (SIGTERM): still serving, but load balancers should send new work elsewhere.
+    if (fastify.shutdownDrain.draining) return reply.code(503).send({ status: 'unavailable' as const })
     const { redis } = fastify
     const upstream = fastify.upstreamBreaker.state
     if (redis === null) return { status: 'ok' as const, checks: { config: 'ok' as const, store: 'memory' as const, upstream } }

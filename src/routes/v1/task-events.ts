@@ -56,13 +56,15 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
     const present = (snapshot: TaskSnapshot): string => sseEvent('task', presentTask(snapshot, scopedId), snapshot.etag) +
       (snapshot.terminal ? sseEvent('end', { status: snapshot.task.status }) : '')
     const opening = `retry: ${reconnectDelayMs}\n\n${present(first)}`
-    if (first.terminal || fastify.taskStatus.closing.aborted) return await reply.headers(eventStreamHeaders).send(opening)
+    const draining = fastify.shutdownDrain.signal
+    if (first.terminal || fastify.taskStatus.closing.aborted || draining.aborted) return await reply.headers(eventStreamHeaders).send(opening)
 
     const stream = new PassThrough()
     stream.write(opening)
     let last: TaskSnapshot = first
     let ending = false
     const finish = (lastWords?: string): void => {
+      draining.removeEventListener('abort', reconnectElsewhere)
       clearInterval(heartbeat)
       clearTimeout(maxDuration)
       stopFollowing()
@@ -88,6 +90,10 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
       // The client went away, or the app closes (the client reconnects, to another instance say).
       gone () { finish() }
     })
+    // The instance drains for shutdown: the stream ends now, with the reconnect delay restated, and
+    // EventSource reconnects (with Last-Event-ID) through the load balancer to another instance.
+    const reconnectElsewhere = (): void => { finish(`retry: ${reconnectDelayMs}\n: this instance is shutting down; reconnect\n\n`) }
+    draining.addEventListener('abort', reconnectElsewhere, { once: true })
     // (finish() uses these two; the watch calls back on a later tick, never before they exist.)
     const heartbeat = setInterval(() => stream.write(': keep-alive\n\n'), options.heartbeatMs)
     // Past the longest stream, the client reconnects.
