@@ -29,11 +29,11 @@ function seconds (value: string | undefined): number {
 }
 
 // The longest ?wait= the gateway accepts, from the schema's own pattern (…|60)$.
-const longestWaitS = Math.max(...[...(TaskQuery.properties.wait.pattern ?? '').matchAll(/\|(\d+)\)/g)].map((m) => Number(m[1])))
+const longestWaitS = Math.max(...[...((TaskQuery.properties.wait as { pattern?: string }).pattern ?? '').matchAll(/\|(\d+)\)/g)].map((m) => Number(m[1])))
 
-t.test('nginx -t accepts deploy/nginx.conf (as nginx:alpine includes it, gateway hosts on loopback)', (t) => {
-  const tool = deployTool('nginx', ['-v'])
-  if ('skip' in tool) { t.skip(tool.skip); t.end(); return }
+const nginx = deployTool('nginx', ['-v'])
+t.test('nginx -t accepts deploy/nginx.conf (as nginx:alpine includes it, gateway hosts on loopback)', { skip: 'skip' in nginx ? nginx.skip : false }, (t) => {
+  if (!('command' in nginx)) return
   const prefix = mkdtempSync(join(tmpdir(), 'vg-nginx-'))
   t.teardown(() => rmSync(prefix, { recursive: true, force: true }))
   // The compose service names do not resolve here: same file, loopback addresses.
@@ -43,7 +43,7 @@ t.test('nginx -t accepts deploy/nginx.conf (as nginx:alpine includes it, gateway
     'http {', '  access_log off;', `  client_body_temp_path ${prefix};`, `  proxy_temp_path ${prefix};`,
     `  include ${join(prefix, 'gateway.conf')};`, '}', ''
   ].join('\n'))
-  const run = spawnSync(tool.command, ['-t', '-p', prefix, '-c', join(prefix, 'nginx.conf')], { encoding: 'utf8' })
+  const run = spawnSync(nginx.command, ['-t', '-p', prefix, '-c', join(prefix, 'nginx.conf')], { encoding: 'utf8' })
   t.equal(run.status, 0, `nginx -t: ${run.stderr}`)
   t.match(run.stderr, /syntax is ok/)
   t.match(run.stderr, /test is successful/)
