@@ -11,13 +11,16 @@ import { scenarios, type Scenario, type Side } from './scenarios.ts'
 import { buildGateway, prepareSecrets, sanityCheck } from './setup.ts'
 
 /**
- * npm run bench [-- --smoke] [--no-build] [--no-redis] [--only create,poll] [--rounds N] [--duration S] [--warmup S]
+ * npm run bench [-- --smoke] [--no-build] [--no-redis] [--only create,poll] [--rounds N] [--duration S] [--warmup S] [--out DIR]
  *                 [--fixed-connections N] [--server-js path/to/server.js] [--gateway-flags="--max-semi-space-size=8"]
  *
  * Fixed upstream, baseline proxy and the production gateway, each in its own
  * process on loopback; autocannon in this one. Baseline and gateway take turns
  * (ABBA order) so that machine noise hits both alike. Exit 1: a request failed
  * (or the bench broke); exit 2: a performance target was missed (full mode).
+ * Results go to --out DIR; by default bench/results/ (committed) for a full run
+ * and bench/results/smoke/ (git-ignored) for a smoke run, whose figures mean
+ * nothing and must not rewrite tracked files (CI leaves its clone clean).
  */
 const root = fileURLToPath(new URL('..', import.meta.url))
 const { values: flags } = parseArgs({
@@ -32,7 +35,8 @@ const { values: flags } = parseArgs({
     'fixed-connections': { type: 'string' },
     only: { type: 'string' },
     'server-js': { type: 'string' },
-    'gateway-flags': { type: 'string' }
+    'gateway-flags': { type: 'string' },
+    out: { type: 'string' }
   }
 })
 const smoke = flags.smoke
@@ -161,10 +165,11 @@ async function main (): Promise<number> {
   record.elapsedS = Math.round((Date.now() - started) / 1000)
 
   const targets = evaluateTargets(record)
-  writeResults(join(root, 'bench', 'results'), record, targets)
+  const resultsDirectory = flags.out ?? join(root, 'bench', 'results', ...(smoke ? ['smoke'] : []))
+  writeResults(resultsDirectory, record, targets)
   say('\n' + consoleTable(record) + '\n')
   for (const line of targetLines(targets)) say(line)
-  say(`\nwrote bench/results/latest.json and latest.md (${record.elapsedS} s in all)`)
+  say(`\nwrote ${join(resultsDirectory, 'latest.json')} and latest.md (${record.elapsedS} s in all)`)
   if (failedRequests(record) > 0) return 1
   return targets.some((target) => target.enforced && !target.pass) ? 2 : 0
 }
