@@ -7,8 +7,8 @@ import { buildApp } from './app.ts'
 import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
-import { describeStartupFailure } from './features/settings/startup-errors.ts'
-import { findUnknownSettings, unknownSettingMessage } from './features/settings/unknown-settings.ts'
+import { describeStartupFailure } from './errors/startup.ts'
+import { findUnknownSettings, unknownSettingMessage } from './config/unknown-settings.ts'
 import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
 import { httpUrl } from './http/url.ts'
 
@@ -44,8 +44,8 @@ try {
   // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
 
   let metricsListener: MetricsListener | null = null
-  const closeAll = async (): Promise<void> => {
-    await app.close()
+  /** What outlives the app: the metrics listener, the simulator; then the log. */
+  const closeTheRest = async (): Promise<void> => {
     await metricsListener?.close()
     await runtime.close()
     logStream.flushSync()
@@ -55,7 +55,8 @@ try {
   // signals the whole process group (npm, the shell, node) delivers SIGTERM to node twice.
   closeWithGrace({ delay: config.shutdownGraceMs, logger, skip: ['SIGTERM', 'SIGINT'] }, async ({ err }) => {
     logger.error({ err }, 'closing after an uncaught error')
-    await closeAll()
+    await app.close()
+    await closeTheRest()
   })
   let shuttingDown = false
   const shutDown = (signal: NodeJS.Signals): void => {
@@ -89,7 +90,7 @@ try {
       sleep(Math.min(acceptSettleMs, config.shutdownGraceMs)).then(async () => {
         await app.close()
         await connectionsEnded
-        await closeAll()
+        await closeTheRest()
       }).then(() => {
         logger.info('shut down cleanly')
         logStream.flushSync()

@@ -1,29 +1,16 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool, request } from 'undici'
-import { makeTenant, testGatewaySecret, validBody } from './helpers/gateway.ts'
-import { startTestSimulator, TEST_UPSTREAM_KEY } from './helpers/simulator.ts'
-import { freePort, startServerProcess } from './helpers/server-process.ts'
+import { makeTenant, validBody } from './helpers/gateway.ts'
+import { startTestSimulator } from './helpers/simulator.ts'
+import { startGatewayProcess } from './helpers/server-process.ts'
 
 interface Outcome { kind: 'create' | 'read', status: number, code?: string, retryAfter?: string, connection?: string, error?: string, sentAt: number, endedAt: number }
 
 t.test('SIGTERM mid-load: a drain phase, then the close; keep-alive clients see no reset and no failure', async (t) => {
   const upstream = await startTestSimulator(t)
   const acme = makeTenant('acme', { rateLimit: { max: 1_000_000, timeWindow: 60_000 } })
-  const port = await freePort()
-  const server = startServerProcess(t, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    EVOLINK_API_KEY: TEST_UPSTREAM_KEY,
-    EVOLINK_BASE_URL: upstream.url,
-    TENANTS_FILE: 'tenants.json',
-    GATEWAY_SECRET: testGatewaySecret,
-    SHUTDOWN_DRAIN_MS: '1500',
-    SHUTDOWN_GRACE_MS: '10000',
-    LOG_LEVEL: 'info'
-  }, { 'tenants.json': JSON.stringify({ tenants: [acme.definition] }) })
-  await server.waitFor(/Server listening/)
-  const base = `http://127.0.0.1:${port}`
+  const { server, base } = await startGatewayProcess(t, { upstreamUrl: upstream.url, tenants: [acme.definition], env: { SHUTDOWN_DRAIN_MS: '1500', SHUTDOWN_GRACE_MS: '10000' } })
 
   // 16 kept-alive connections; undici honours `Connection: close` (it opens a new connection for the next request).
   const pool = new Pool(base, { connections: 16, pipelining: 1 })
@@ -102,23 +89,12 @@ t.test('SIGTERM mid-load: a drain phase, then the close; keep-alive clients see 
 
 t.test('a second SIGTERM (process group) does not cut the drain short nor lose log lines', async (t) => {
   const upstream = await startTestSimulator(t)
-  const port = await freePort()
-  const server = startServerProcess(t, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    EVOLINK_API_KEY: TEST_UPSTREAM_KEY,
-    EVOLINK_BASE_URL: upstream.url,
-    TENANTS_FILE: 'tenants.json',
-    GATEWAY_SECRET: testGatewaySecret,
-    SHUTDOWN_DRAIN_MS: '1000',
-    LOG_LEVEL: 'info'
-  }, { 'tenants.json': JSON.stringify({ tenants: [makeTenant('acme').definition] }) })
-  await server.waitFor(/Server listening/)
+  const { server, base } = await startGatewayProcess(t, { upstreamUrl: upstream.url, tenants: [makeTenant('acme').definition], env: { SHUTDOWN_DRAIN_MS: '1000' } })
   server.child.kill('SIGTERM')
   await server.waitFor(/shutting down: draining/)
   server.child.kill('SIGTERM')
   await server.waitFor(/signal received again/)
-  const ready = await request(`http://127.0.0.1:${port}/readyz`)
+  const ready = await request(`${base}/readyz`)
   await ready.body.dump()
   t.equal(ready.statusCode, 503, 'still serving (draining) after the second signal')
   t.equal(await server.exited, 0, 'exits 0, not 1')

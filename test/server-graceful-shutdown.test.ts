@@ -1,31 +1,21 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
-import { makeTenant, testGatewaySecret, validBody } from './helpers/gateway.ts'
-import { startTestSimulator, TEST_UPSTREAM_KEY } from './helpers/simulator.ts'
-import { freePort, startServerProcess } from './helpers/server-process.ts'
+import { makeTenant, validBody } from './helpers/gateway.ts'
+import { startTestSimulator } from './helpers/simulator.ts'
+import { startGatewayProcess } from './helpers/server-process.ts'
 
 t.test('SIGTERM under load: every accepted request gets its real answer, then exit 0', async (t) => {
   // The upstream: a test simulator whose creates take 1.5 s, so that the signal lands mid-flight.
   const upstream = await startTestSimulator(t)
   upstream.simulator.faults.push({ route: 'create', delayMs: 1500, times: Infinity })
   const acme = makeTenant('acme', { rateLimit: { max: 1000, timeWindow: 60_000 } })
-  const port = await freePort()
-  const server = startServerProcess(t, {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    EVOLINK_API_KEY: TEST_UPSTREAM_KEY,
-    EVOLINK_BASE_URL: upstream.url,
-    TENANTS_FILE: 'tenants.json',
-    GATEWAY_SECRET: testGatewaySecret,
-    SHUTDOWN_GRACE_MS: '10000',
+  const { server, base } = await startGatewayProcess(t, {
+    upstreamUrl: upstream.url,
+    tenants: [acme.definition],
     // No drain phase here: this test is about the close that follows it (test/server-drain.test.ts has the drain).
-    SHUTDOWN_DRAIN_MS: '0',
-    LOG_LEVEL: 'info'
-  }, { 'tenants.json': JSON.stringify({ tenants: [acme.definition] }) })
-  await server.waitFor(/Server listening/)
-
-  const base = `http://127.0.0.1:${port}`
+    env: { SHUTDOWN_GRACE_MS: '10000', SHUTDOWN_DRAIN_MS: '0' }
+  })
   // One connection per request, as many clients would have.
   const agent = new Agent({ connections: null, pipelining: 1 })
   t.teardown(() => agent.close())

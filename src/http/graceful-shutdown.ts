@@ -57,7 +57,8 @@ async function gracefulShutdownPlugin (fastify: FastifyInstance): Promise<void> 
   // answers: Node closes only the connections idle at that moment, and a keep-alive one
   // left open would hold the close (and the process) until SHUTDOWN_GRACE_MS runs out.
   fastify.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing || drainStarted.signal.aborted) reply.header('connection', 'close')
+    // (The close begins the drain too: this covers both phases.)
+    if (drainStarted.signal.aborted) reply.header('connection', 'close')
     done(null, payload)
   })
 }

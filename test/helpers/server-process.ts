@@ -5,6 +5,9 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import { captureForLeakScan } from './leak-capture.ts'
+import { testGatewaySecret } from './gateway.ts'
+import { TEST_UPSTREAM_KEY } from './simulator.ts'
+import type { TenantDefinition } from '../../src/schemas/tenants.ts'
 
 const serverPath = fileURLToPath(new URL('../../src/server.ts', import.meta.url))
 
@@ -94,4 +97,24 @@ export function startServerProcess (t: Test, env: Record<string, string>, files:
       throw new Error(`no ${pattern} in output:\n${output}`)
     }
   }
+}
+
+/**
+ * A gateway process on a real upstream (a test simulator, say), with `tenants`
+ * in a tenants file of its own, on a free loopback port; resolved once it listens.
+ */
+export async function startGatewayProcess (t: Test, options: { upstreamUrl: string, tenants: readonly TenantDefinition[], env?: Record<string, string> }): Promise<{ server: ServerProcess, port: number, base: string }> {
+  const port = await freePort()
+  const server = startServerProcess(t, {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    EVOLINK_API_KEY: TEST_UPSTREAM_KEY,
+    EVOLINK_BASE_URL: options.upstreamUrl,
+    TENANTS_FILE: 'tenants.json',
+    GATEWAY_SECRET: testGatewaySecret,
+    LOG_LEVEL: 'info',
+    ...options.env
+  }, { 'tenants.json': JSON.stringify({ tenants: options.tenants }) })
+  await server.waitFor(/Server listening/)
+  return { server, port, base: `http://127.0.0.1:${port}` }
 }

@@ -57,7 +57,8 @@ const taskEventsRoute: FastifyPluginAsyncTypebox<TaskEventsRouteOptions> = async
       (snapshot.terminal ? sseEvent('end', { status: snapshot.task.status }) : '')
     const opening = `retry: ${reconnectDelayMs}\n\n${present(first)}`
     const draining = fastify.shutdownDrain.signal
-    if (first.terminal || fastify.taskStatus.closing.aborted || draining.aborted) return await reply.headers(eventStreamHeaders).send(opening)
+    // (The drain starts at the latest when the app closes: graceful-shutdown's preClose runs first.)
+    if (first.terminal || draining.aborted) return await reply.headers(eventStreamHeaders).send(opening)
 
     const stream = new PassThrough()
     stream.write(opening)

@@ -1,4 +1,4 @@
-import { ConfigError } from '../../config.ts'
+import { ConfigError } from '../config.ts'
 
 // One style for every start-up failure: a single human line on stderr (plus the JSON fatal
 // line for log collectors); a user's mistake gets no stack trace.

@@ -1,20 +1,11 @@
-import { describeConfig } from '../../config.ts'
+import { distance as editDistance } from 'fastest-levenshtein'
+import { describeConfig } from '../config.ts'
+
+/** Levenshtein distance (fastest-levenshtein), exported for its tests. */
+export { editDistance }
 
 // Typos in settings are otherwise silent (LOG_LEVL=debug is simply not read): at start, the
 // gateway warns once per variable that looks like one of its own but is not, and never fails.
-
-/** Levenshtein distance (insert, delete, substitute), two rows. */
-export function editDistance (a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]!
-}
 
 export interface UnknownSetting { name: string, suggestion: string | null }
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { editDistance, findUnknownSettings, unknownSettingMessage } from '../../../src/features/settings/unknown-settings.ts'
+import { editDistance, findUnknownSettings, unknownSettingMessage } from '../../src/config/unknown-settings.ts'
 
 t.test('editDistance', async t => {
   t.equal(editDistance('LOG_LEVL', 'LOG_LEVEL'), 1)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { request } from 'undici'
-import { freePort, startServerProcess } from '../../helpers/server-process.ts'
+import { freePort, startServerProcess } from '../helpers/server-process.ts'
 
 t.test('a typo in a setting is one warning at start, and the gateway still serves', async (t) => {
   const port = await freePort()

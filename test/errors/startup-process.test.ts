@@ -1,6 +1,6 @@
 import { createServer } from 'node:net'
 import t from 'tap'
-import { freePort, startServerProcess } from '../../helpers/server-process.ts'
+import { freePort, startServerProcess } from '../helpers/server-process.ts'
 
 t.test('a port in use: one human line naming PORT, the JSON fatal line, no stack, exit 1', async (t) => {
   const port = await freePort()
