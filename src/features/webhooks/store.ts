@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { defineScript } from '../store/redis-script.ts'
+import { createMemoryDueQueue, createRedisDueQueue } from '../store/due-queue.ts'
 
 /** What the gateway remembers of a task created with `callback_url`, under the hash of its callback token. */
 export interface CallbackRegistration {
@@ -68,10 +68,12 @@ export interface WebhookStore {
   save (delivery: Delivery, ttlMs: number): Promise<void>
   /**
    * Ids of deliveries due at `nowMs` (at most `limit`), each leased until
-   * `nowMs + leaseMs`: no other claim returns it before, and if the claimer
-   * dies mid-attempt the lease runs out and the attempt is made again.
+   * `nowMs + leaseMs` (features/store/due-queue.ts): if the claimer dies
+   * mid-attempt the lease runs out and the attempt is made again.
    */
   claimDue (nowMs: number, leaseMs: number, limit: number): Promise<string[]>
+  /** takes an id out of the queue (its delivery is gone) */
+  unqueue (id: string): Promise<void>
   /** the earliest due time queued, for the worker's next wake-up (null: none) */
   nextDueAt (): Promise<number | null>
 }
@@ -85,17 +87,17 @@ export function createMemoryWebhookStore (options: { now: () => number, maxEntri
   const deliveries = new LRUCache<string, Delivery>({ max, perf, ttlResolution: 0 })
   const byRegistration = new LRUCache<string, string>({ max, perf, ttlResolution: 0 })
   const byTask = new LRUCache<string, Set<string>>({ max, perf, ttlResolution: 0 })
-  const due = new Map<string, number>()
+  const due = createMemoryDueQueue()
   const copy = (delivery: Delivery): Delivery => structuredClone(delivery)
 
-  function store (delivery: Delivery, ttlMs: number): void {
+  async function store (delivery: Delivery, ttlMs: number): Promise<void> {
     deliveries.set(delivery.id, copy(delivery), { ttl: ttlMs })
     const taskKey = `${delivery.tenantId}\n${delivery.upstreamTaskId}`
     const ids = byTask.get(taskKey) ?? new Set()
     ids.add(delivery.id)
     byTask.set(taskKey, ids, { ttl: ttlMs })
-    if (delivery.nextAttemptAt === null) due.delete(delivery.id)
-    else due.set(delivery.id, delivery.nextAttemptAt)
+    if (delivery.nextAttemptAt === null) await due.remove(delivery.id)
+    else await due.schedule(delivery.id, delivery.nextAttemptAt)
   }
 
   return {
@@ -106,7 +108,7 @@ export function createMemoryWebhookStore (options: { now: () => number, maxEntri
       const stored = existing === undefined ? undefined : deliveries.get(existing)
       if (stored !== undefined) return { created: false, delivery: copy(stored) }
       byRegistration.set(tokenHash, delivery.id, { ttl: ttlMs })
-      store(delivery, ttlMs)
+      await store(delivery, ttlMs)
       return { created: true, delivery: copy(delivery) }
     },
     async delivery (id) {
@@ -117,39 +119,20 @@ export function createMemoryWebhookStore (options: { now: () => number, maxEntri
       const ids = byTask.get(`${tenantId}\n${upstreamTaskId}`) ?? new Set<string>()
       return [...ids].map((id) => deliveries.get(id)).filter((delivery) => delivery !== undefined).map(copy)
     },
-    async save (delivery, ttlMs) { store(delivery, ttlMs) },
-    async claimDue (nowMs, leaseMs, limit) {
-      const claimed: string[] = []
-      for (const [id, at] of due) {
-        if (claimed.length >= limit) break
-        if (at > nowMs) continue
-        if (!deliveries.has(id)) { due.delete(id); continue }
-        due.set(id, nowMs + leaseMs)
-        claimed.push(id)
-      }
-      return claimed
-    },
-    async nextDueAt () {
-      let earliest: number | null = null
-      for (const at of due.values()) if (earliest === null || at < earliest) earliest = at
-      return earliest
-    }
+    async save (delivery, ttlMs) { await store(delivery, ttlMs) },
+    claimDue: due.claimDue,
+    unqueue: due.remove,
+    nextDueAt: due.nextDueAt
   }
 }
-
-// Takes the due ids and pushes each one's score to the end of its lease, in one
-// step: two instances polling at once never both get the same attempt.
-const claimScript = `
-local ids = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('zadd', KEYS[1], ARGV[2], id) end
-return ids`
 
 /** Redis: JSON records with a TTL, a set of delivery ids per task, and one sorted set of due times. */
 export function createRedisWebhookStore (options: { redis: Redis, keyPrefix: string }): WebhookStore {
   const { redis } = options
   const prefix = options.keyPrefix
   const dueKey = `${prefix}due`
-  const claim = defineScript(redis, { name: 'vgWebhookClaimDue', lua: claimScript, numberOfKeys: 1 })
+  // Records and their due times are written in one MULTI (store below); claims go through the queue.
+  const due = createRedisDueQueue({ redis, key: dueKey })
   const taskKey = (tenantId: string, upstreamTaskId: string): string => `${prefix}task:${tenantId}:${upstreamTaskId}`
   const parse = <T>(text: string | null): T | null => {
     if (text === null) return null
@@ -202,12 +185,8 @@ export function createRedisWebhookStore (options: { redis: Redis, keyPrefix: str
       return found.filter((delivery) => delivery !== null)
     },
     save: store,
-    async claimDue (nowMs, leaseMs, limit) {
-      return await claim(dueKey, nowMs, nowMs + leaseMs, limit) as string[]
-    },
-    async nextDueAt () {
-      const [, score] = await redis.zrange(dueKey, 0, 0, 'WITHSCORES')
-      return score === undefined ? null : Number(score)
-    }
+    claimDue: due.claimDue,
+    unqueue: due.remove,
+    nextDueAt: due.nextDueAt
   }
 }

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { createQueueWorker, type QueueWorker } from '../store/queue-worker.ts'
 import { nextStep, type AttemptOutcome } from './schedule.ts'
 import { maxHistory, type Delivery, type WebhookStore } from './store.ts'
 
@@ -19,30 +20,20 @@ export interface WebhookWorkerOptions {
   batchSize?: number
 }
 
-export interface WebhookWorker {
-  start (): void
-  /** something was queued: look now rather than at the next poll */
-  wake (): void
-  /** makes every attempt due now (by the injected clock) and resolves when they are done */
-  runDue (): Promise<void>
-  /** stops polling and aborts attempts in flight (their leases run out, so they are made again later) */
-  stop (): Promise<void>
-}
+/** The queue worker of webhook attempts (features/store/queue-worker.ts). */
+export type WebhookWorker = QueueWorker
 
 /** One loop per instance over the shared queue of due attempts. */
 export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWorker {
   const { store, log } = options
-  const batchSize = options.batchSize ?? 16
-  const stopping = new AbortController()
-  let timer: NodeJS.Timeout | null = null
-  let running: Promise<void> | null = null
-  let again = false
-  // A Redis outage is logged once by the store plugin; the queue adds one line per outage, not one per poll.
-  let queueFailing = false
 
-  async function attemptOne (id: string): Promise<void> {
+  async function attemptOne (id: string, stopping: AbortSignal): Promise<void> {
     const delivery = await store.delivery(id)
-    if (delivery === null) return
+    if (delivery === null) {
+      // Expired with its TTL: nothing left to send.
+      await store.unqueue(id)
+      return
+    }
     if (delivery.status !== 'pending') {
       await store.save({ ...delivery, nextAttemptAt: null }, options.ttlMs)
       return
@@ -51,13 +42,13 @@ export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWork
     const startedReal = performance.now()
     let outcome: AttemptOutcome
     try {
-      outcome = await options.attempt(delivery, stopping.signal)
+      outcome = await options.attempt(delivery, stopping)
     } catch (error) {
       log.error({ err: error, webhook_id: id }, 'webhook attempt failed unexpectedly')
       outcome = { statusCode: null, error: 'internal error' }
     }
     // Shutting down: leave the lease to run out, so that this attempt is made again.
-    if (stopping.signal.aborted) return
+    if (stopping.aborted) return
     const attempt = delivery.attempts.length === 0 ? 1 : delivery.attempts.at(-1)!.attempt + 1
     const attemptsInRound = delivery.attemptsInRound + 1
     const step = nextStep({ attempt: attemptsInRound, outcome, nowMs: options.now(), maxAttempts: options.maxAttempts })
@@ -83,61 +74,12 @@ export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWork
     else log.info(fields, 'webhook delivered')
   }
 
-  async function drain (): Promise<void> {
-    for (;;) {
-      if (stopping.signal.aborted) return
-      const ids = await store.claimDue(options.now(), options.leaseMs, batchSize)
-      if (ids.length === 0) return
-      await Promise.all(ids.map(async (id) => {
-        try {
-          await attemptOne(id)
-        } catch (error) {
-          // The store failed (Redis down): the lease runs out and the attempt comes back.
-          log.error({ err: error, webhook_id: id }, 'webhook attempt could not be recorded')
-        }
-      }))
-    }
-  }
-
-  function schedule (): void {
-    if (stopping.signal.aborted) return
-    if (timer !== null) clearTimeout(timer)
-    timer = setTimeout(() => { timer = null; runDue().catch(() => {}) }, options.pollIntervalMs)
-    timer.unref()
-  }
-
-  function runDue (): Promise<void> {
-    if (running !== null) {
-      again = true
-      return running
-    }
-    running = (async () => {
-      do {
-        again = false
-        try {
-          await drain()
-          queueFailing = false
-        } catch (error) {
-          if (!queueFailing) log.error({ err: error }, 'webhook queue could not be read; retrying every poll until it can')
-          queueFailing = true
-        }
-      } while (again && !stopping.signal.aborted)
-    })().finally(() => {
-      running = null
-      schedule()
-    })
-    return running
-  }
-
-  return {
-    start: schedule,
-    wake () { runDue().catch(() => {}) },
-    runDue,
-    async stop () {
-      stopping.abort()
-      if (timer !== null) clearTimeout(timer)
-      timer = null
-      await running
-    }
-  }
+  return createQueueWorker({
+    name: 'webhook',
+    claim: async (limit) => await store.claimDue(options.now(), options.leaseMs, limit),
+    handle: attemptOne,
+    pollIntervalMs: options.pollIntervalMs,
+    concurrency: options.batchSize ?? 16,
+    log
+  })
 }
