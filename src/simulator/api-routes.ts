@@ -4,7 +4,7 @@ import { callRecordOf, recordCall } from './calls.ts'
 import { invalidTaskId, notFound, taskNotFound, unauthorized } from './errors.ts'
 import { actOutFault } from './fault-responder.ts'
 import { faultKind } from './faults.ts'
-import { parseResultFileName, sampleVideo } from './media.ts'
+import { parseResultFileName } from './media.ts'
 import type { TaskInput } from './tasks.ts'
 import type { SimulatorContext, SimulatorRoute } from './types.ts'
 
@@ -61,6 +61,6 @@ export async function apiRoutes (app: FastifyInstance, ctx: SimulatorContext): P
     if (parsed === undefined || task === undefined || !ctx.tasks.isFileAvailable(task, parsed.index)) {
       return reply.code(404).send(notFound('File not found or expired'))
     }
-    return reply.type('video/mp4').send(sampleVideo)
+    return reply.type('video/mp4').header('content-length', String(ctx.resultFile.size)).send(ctx.resultFile.body())
   })
 }

@@ -7,6 +7,7 @@ import { invalidRequest, notFound, upstreamError } from './errors.ts'
 import { OpenResponses } from './fault-responder.ts'
 import { FaultControl } from './faults.ts'
 import { TaskStore } from './tasks.ts'
+import { paddedSampleVideo } from './media.ts'
 import type { SimulatorContext, SimulatorInstance, SimulatorOptions } from './types.ts'
 import { createBodyValidator } from './validation.ts'
 import { CallbackSender } from './callbacks.ts'
@@ -78,6 +79,7 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
     open,
     validateCreate: createBodyValidator(VideoGenerationRequest, { models, deniedModels, allowPrivateCallbackUrls: options.allowPrivateCallbackUrls === true }),
     callbacks,
+    resultFile: paddedSampleVideo(options.resultFileBytes ?? 0),
     reset
   }
 

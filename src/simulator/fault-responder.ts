@@ -3,6 +3,7 @@ import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { defaultBodyFor, invalidRequest } from './errors.ts'
 import { faultKind, type Fault } from './faults.ts'
+import { paddedSampleVideo, sampleVideo } from './media.ts'
 import type { SimulatorRoute } from './types.ts'
 
 /** The start of a plausible task body, cut short by the socket faults. */
@@ -108,6 +109,15 @@ export async function actOutFault (
       .send(bodyOfSize(fault.bodyBytes))
     return 'done'
   }
+  if ('redirect' in fault) {
+    reply.code(302).header('location', fault.redirect).send()
+    return 'done'
+  }
+  if ('videoBytes' in fault) {
+    const video = paddedSampleVideo(fault.videoBytes)
+    reply.code(200).type('video/mp4').header('content-length', String(video.size)).send(video.body())
+    return 'done'
+  }
   if ('echoAuthorization' in fault) {
     const received = request.headers.authorization ?? '(none)'
     reply.code(400).type('application/json; charset=utf-8')
@@ -129,6 +139,10 @@ export async function actOutFault (
       } else {
         res.destroy()
       }
+      break
+    case 'truncatedVideo':
+      res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': String(sampleVideo.length) })
+      res.write(sampleVideo.subarray(0, sampleVideo.length >> 1), () => res.destroy())
       break
     case 'bodyNeverEnds':
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })

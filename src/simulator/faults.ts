@@ -21,12 +21,18 @@ export type FaultBehaviour =
   | { bodyBytes: number }
   /** 400 whose message contains the Authorization header received. */
   | { echoAuthorization: true }
+  /** 302 to this URL (a result download that redirects, e.g. to a private address) */
+  | { redirect: string }
+  /** 200 video/mp4 of exactly this many bytes (a result larger than the gateway takes) */
+  | { videoBytes: number }
+  /** 200 video/mp4 announcing the whole file, then the socket cut half-way */
+  | { truncatedVideo: true }
 
 export type Fault = { route: FaultRoute, times?: number } & FaultBehaviour
 
-export type FaultKind = 'status' | 'delayMs' | 'reset' | 'garbage' | 'hang' | 'bodyNeverEnds' | 'bodyBytes' | 'echoAuthorization'
+export type FaultKind = 'status' | 'delayMs' | 'reset' | 'garbage' | 'hang' | 'bodyNeverEnds' | 'bodyBytes' | 'echoAuthorization' | 'redirect' | 'videoBytes' | 'truncatedVideo'
 
-const KINDS: readonly FaultKind[] = ['status', 'delayMs', 'reset', 'garbage', 'hang', 'bodyNeverEnds', 'bodyBytes', 'echoAuthorization']
+const KINDS: readonly FaultKind[] = ['status', 'delayMs', 'reset', 'garbage', 'hang', 'bodyNeverEnds', 'bodyBytes', 'echoAuthorization', 'redirect', 'videoBytes', 'truncatedVideo']
 const ROUTES: readonly FaultRoute[] = ['create', 'task', 'file', 'any']
 const ALLOWED_KEYS: Readonly<Record<FaultKind, readonly string[]>> = {
   status: ['status', 'body', 'headers'],
@@ -36,7 +42,10 @@ const ALLOWED_KEYS: Readonly<Record<FaultKind, readonly string[]>> = {
   hang: ['hang'],
   bodyNeverEnds: ['bodyNeverEnds'],
   bodyBytes: ['bodyBytes'],
-  echoAuthorization: ['echoAuthorization']
+  echoAuthorization: ['echoAuthorization'],
+  redirect: ['redirect'],
+  videoBytes: ['videoBytes'],
+  truncatedVideo: ['truncatedVideo']
 }
 
 export class FaultError extends Error {
@@ -92,6 +101,12 @@ export function parseFault (input: unknown): Required<Pick<Fault, 'times'>> & Fa
       break
     case 'bodyBytes':
       if (!isNonNegativeInteger(input.bodyBytes)) throw new FaultError('fault.bodyBytes must be a non-negative integer')
+      break
+    case 'videoBytes':
+      if (!isNonNegativeInteger(input.videoBytes)) throw new FaultError('fault.videoBytes must be a non-negative integer')
+      break
+    case 'redirect':
+      if (typeof input.redirect !== 'string' || !URL.canParse(input.redirect)) throw new FaultError('fault.redirect must be an absolute URL')
       break
     default:
       if (input[kind] !== true) throw new FaultError(`fault.${kind} must be true`)

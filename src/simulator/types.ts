@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { FaultControl } from './faults.ts'
 import type { SimulatorCalls } from './calls.ts'
@@ -26,6 +27,8 @@ export interface SimulatorOptions {
   allowPrivateCallbackUrls?: boolean
   /** Waits before each callback retry (default 1 s, 2 s, 4 s, as the upstream). */
   callbackRetryDelaysMs?: number[]
+  /** Size of every result file, bytes (default: the sample MP4's ~10 KB; more is the same video padded, streamed). */
+  resultFileBytes?: number
   /** Fastify logger option (default false). */
   logger?: FastifyServerOptions['logger']
 }
@@ -58,5 +61,7 @@ export interface SimulatorContext {
   open: OpenResponses
   validateCreate: CreateBodyValidator
   callbacks: CallbackSender
+  /** the result file every completed task serves */
+  resultFile: { size: number, body (): Readable }
   reset (): void
 }

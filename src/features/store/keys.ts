@@ -13,6 +13,8 @@ export interface RedisKeyMap {
   idempotency: string
   /** webhook registrations, deliveries and the due queue: `webhook:…` (webhooks/store.ts) */
   webhook: string
+  /** archive records and their queues: `archive:record:<upstream id>`, `archive:due`, `archive:retention` (archive/records.ts) */
+  archive: string
   /** browser-token create counters: `token-creates:<token id>` (browser-tokens/create-counter.ts) */
   tokenCreates: string
   /** @fastify/rate-limit counters: `rl:<key>` (store/fallback-rate-limit-store.ts) */
@@ -27,6 +29,7 @@ export function redisKeyMap (prefix: string = defaultRedisKeyPrefix): RedisKeyMa
     usage: `${prefix}usage:`,
     idempotency: `${prefix}idem:`,
     webhook: `${prefix}webhook:`,
+    archive: `${prefix}archive:`,
     tokenCreates: `${prefix}token-creates:`,
     rateLimit: `${prefix}rl:`
   }

@@ -2,7 +2,7 @@ import { Agent, request } from 'undici'
 import { Webhook } from 'standardwebhooks'
 import type { AttemptOutcome } from './schedule.ts'
 import { parseRetryAfter } from '../../http/retry-after.ts'
-import { DestinationError, guardedLookup, staticUrlProblem, type DestinationPolicy, type LookupFunction } from './destination.ts'
+import { DestinationError, guardedLookup, staticUrlProblem, type DestinationPolicy, type LookupFunction } from '../../http/destination.ts'
 
 export interface WebhookMessage {
   /** the `webhook-id`: the same on every attempt, so receivers can de-duplicate */
@@ -77,6 +77,6 @@ function describeFailure (error: unknown): string {
   if (name === 'TimeoutError' || name === 'HeadersTimeoutError' || name === 'BodyTimeoutError' || name === 'ConnectTimeoutError') return 'timed out'
   if (name === 'AbortError') return 'aborted'
   const code = (error as { code?: string }).code ?? (cause as { code?: string } | undefined)?.code
-  if (code === 'EWEBHOOKDESTINATION') return 'destination refused'
+  if (code === 'EDESTINATIONREFUSED') return 'destination refused'
   return code === undefined ? 'connection failed' : `connection failed (${code})`
 }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import type { LookupFunction } from '../../../src/features/webhooks/destination.ts'
+import type { LookupFunction } from '../../../src/http/destination.ts'
 import { buildTestApp, makeTenant, validBody } from '../../helpers/gateway.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'

@@ -143,9 +143,10 @@ type ConnectLookupCallback = (error: NodeJS.ErrnoException | null, address: stri
  * check applies to the addresses the socket will use. Hostnames on the
  * allow-list are resolved without the check.
  */
-export function guardedLookup (options: { policy: DestinationPolicy, lookup?: LookupFunction }) {
+export function guardedLookup (options: { policy: DestinationPolicy, lookup?: LookupFunction, what?: string }) {
+  const what = options.what ?? 'webhook destination'
   const lookup = options.lookup ?? (dnsLookup as unknown as LookupFunction)
-  return function webhookLookup (hostname: string, lookupOptions: { all?: boolean, family?: number }, callback: ConnectLookupCallback): void {
+  return function guardedDnsLookup (hostname: string, lookupOptions: { all?: boolean, family?: number }, callback: ConnectLookupCallback): void {
     lookup(hostname, { all: true }, (error, addresses) => {
       if (error !== null) { callback(error, []); return }
       const allowListed = options.policy.hosts.has(hostname.toLowerCase())
@@ -153,7 +154,7 @@ export function guardedLookup (options: { policy: DestinationPolicy, lookup?: Lo
       if (!allowListed) {
         for (const { address } of usable) {
           const refused = addressProblem(address, options.policy)
-          if (refused !== null) { callback(Object.assign(new DestinationError(`webhook destination ${refused}`), { code: 'EWEBHOOKDESTINATION' }), []); return }
+          if (refused !== null) { callback(Object.assign(new DestinationError(`${what} ${refused}`), { code: 'EDESTINATIONREFUSED' }), []); return }
         }
       }
       if (usable.length === 0) { callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), []); return }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { LookupAddress } from 'node:dns'
-import { addressProblem, destinationProblem, guardedLookup, parseDestinationPolicy, staticUrlProblem, type LookupFunction } from '../../../src/features/webhooks/destination.ts'
+import { addressProblem, destinationProblem, guardedLookup, parseDestinationPolicy, staticUrlProblem, type LookupFunction } from '../../src/http/destination.ts'
 
 const strict = parseDestinationPolicy('')
 
@@ -80,9 +80,9 @@ t.test('the connect-time lookup refuses what the name resolves to now (DNS rebin
   t.same(await resolve({}), { error: null, address: '93.184.216.34' })
   answer = ['127.0.0.1']
   const rebound = await resolve({ all: true })
-  t.match(rebound.error, { code: 'EWEBHOOKDESTINATION', message: 'webhook destination resolves to a loopback address, which the gateway does not call' })
+  t.match(rebound.error, { code: 'EDESTINATIONREFUSED', message: 'webhook destination resolves to a loopback address, which the gateway does not call' })
   answer = ['93.184.216.34', '169.254.169.254']
-  t.match((await resolve({})).error, { code: 'EWEBHOOKDESTINATION' }, 'one refused address among several refuses the name')
+  t.match((await resolve({})).error, { code: 'EDESTINATIONREFUSED' }, 'one refused address among several refuses the name')
 
   const allowByName = guardedLookup({ policy: parseDestinationPolicy('rebind.example.com'), lookup })
   const allowed = await new Promise<{ error: unknown }>((resolve) => allowByName('rebind.example.com', { all: true }, (error) => resolve({ error })))
