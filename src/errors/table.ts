@@ -54,6 +54,36 @@ export const errorTable = {
     message: '%s',
     description: 'Unknown route, or a task id or webhook delivery id that is unknown, forged or belongs to another tenant (never 403, so existence is not revealed); also the upstream\'s 404, and an upstream callback with an unknown token.'
   },
+  link_expired: {
+    statusCode: 403,
+    type: 'permission_error',
+    message: 'This content link expired at %s; read the task again for a fresh one.',
+    description: 'A signed content link (`/v1/tasks/{id}/content?…&signature=`) past its `expires`: a new task read mints new links.'
+  },
+  invalid_link: {
+    statusCode: 403,
+    type: 'permission_error',
+    message: 'This content link is not valid: its signature does not match.',
+    description: 'A signed content link whose signature does not match its tenant, task, index and expiry (edited, truncated, or signed with a secret no `GATEWAY_SECRET` lists).'
+  },
+  task_not_finished: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'The task is %s: its videos are not ready yet.',
+    description: 'Content of a task that has not completed (pending, processing) or that failed, so it has no video.'
+  },
+  content_deleted: {
+    statusCode: 410,
+    type: 'invalid_request_error',
+    message: 'The archived videos of this task were deleted (%s).',
+    description: 'Content of a task whose archived videos were erased (`DELETE /v1/tasks/{id}/content`) or removed at the end of their retention.'
+  },
+  range_not_satisfiable: {
+    statusCode: 416,
+    type: 'invalid_request_error',
+    message: 'The Range %s is outside the video (%s bytes).',
+    description: 'A `Range` header that selects no byte of the video; the answer carries `Content-Range: bytes */<size>`.'
+  },
   callback_task_not_finished: {
     statusCode: 409,
     type: 'invalid_request_error',

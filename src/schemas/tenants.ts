@@ -15,6 +15,12 @@ export const TenantBudget = Type.Object({
   videoSecondsPerMonth: Type.Optional(Type.Integer({ minimum: 0, description: 'Seconds of video (duration × n) this tenant may order per UTC calendar month.' }))
 }, { additionalProperties: false, description: 'Spending caps; a create that would pass one gets 429 budget_exceeded until its window resets.' })
 
+export const TenantArchive = Type.Object({
+  enabled: Type.Optional(Type.Boolean({ description: 'Archive this tenant\'s finished videos (default ARCHIVE_ENABLED).' })),
+  retentionDays: Type.Optional(Type.Integer({ minimum: 0, maximum: 36500, description: 'Days its archived videos are kept; 0 until deleted (default ARCHIVE_RETENTION_DAYS).' })),
+  rewriteResults: Type.Optional(Type.Boolean({ description: 'Task reads list signed gateway links in `results` once archived (default ARCHIVE_REWRITE_RESULTS).' }))
+}, { additionalProperties: false, description: 'The archive of this tenant\'s videos (needs ARCHIVE_DIR or ARCHIVE_S3_BUCKET).' })
+
 export const TenantDefinition = Type.Object({
   id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$', description: 'Stable tenant id; appears in logs and limits, never a secret.' }),
   keys: Type.Array(Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }), { minItems: 1, description: 'Hashes of the tenant keys (`npm run tenant-key -- <id>` makes one). Several allow rotation.' }),
@@ -30,7 +36,8 @@ export const TenantDefinition = Type.Object({
   maxN: Type.Optional(Type.Integer({ minimum: 1, description: 'Largest `n` (videos per create) this tenant may ask for.' })),
   maxDuration: Type.Optional(Type.Integer({ minimum: 1, description: 'Longest `duration` (seconds) this tenant may ask for.' })),
   allowedQualities: Type.Optional(Type.Array(Type.Enum(['720p', '1080p', '4k']), { minItems: 1, description: 'Qualities this tenant may ask for (the upstream default, 720p, counts when none is sent); absent means all.' })),
-  webhookSecrets: Type.Optional(Type.Array(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' }), { minItems: 1, description: 'Standard Webhooks secrets (`whsec_` + base64 of 24+ random bytes) that sign this tenant\'s webhooks. Each one signs every delivery (one `v1,` signature each), so adding a new secret before removing the old one rotates without a gap. Absent: `callback_url` is refused for this tenant.' }))
+  webhookSecrets: Type.Optional(Type.Array(Type.String({ pattern: '^whsec_[A-Za-z0-9+/]{32,}={0,2}$' }), { minItems: 1, description: 'Standard Webhooks secrets (`whsec_` + base64 of 24+ random bytes) that sign this tenant\'s webhooks. Each one signs every delivery (one `v1,` signature each), so adding a new secret before removing the old one rotates without a gap. Absent: `callback_url` is refused for this tenant.' })),
+  archive: Type.Optional(TenantArchive)
 }, { additionalProperties: false })
 
 export const TenantsFile = Type.Object({
@@ -39,5 +46,6 @@ export const TenantsFile = Type.Object({
 
 export type RateLimitPlan = Static<typeof RateLimitPlan>
 export type TenantBudget = Static<typeof TenantBudget>
+export type TenantArchive = Static<typeof TenantArchive>
 export type TenantDefinition = Static<typeof TenantDefinition>
 export type TenantsFile = Static<typeof TenantsFile>

@@ -1,7 +1,7 @@
 import { hash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parse as parseDuration } from '@lukeed/ms'
-import { TenantsFile, type RateLimitPlan, type TenantBudget, type TenantDefinition } from '../../schemas/tenants.ts'
+import { TenantsFile, type RateLimitPlan, type TenantArchive, type TenantBudget, type TenantDefinition } from '../../schemas/tenants.ts'
 import { firstSchemaProblem } from '../../errors/schema-errors.ts'
 
 /** Limits of creates unless the tenant sets `rateLimit`. */
@@ -34,6 +34,8 @@ export interface Tenant {
   allowedQualities: ReadonlySet<string> | null
   /** Standard Webhooks `whsec_` secrets; empty: no webhooks for this tenant */
   webhookSecrets: readonly string[]
+  /** the tenant's own archive settings; what it leaves out follows the ARCHIVE_* defaults */
+  archive: Readonly<TenantArchive>
 }
 
 export interface TenantRegistry {
@@ -96,7 +98,8 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
       maxN: definition.maxN ?? null,
       maxDuration: definition.maxDuration ?? null,
       allowedQualities: definition.allowedQualities === undefined ? null : new Set(definition.allowedQualities),
-      webhookSecrets: definition.webhookSecrets ?? []
+      webhookSecrets: definition.webhookSecrets ?? [],
+      archive: { ...definition.archive }
     }
     for (const keyHash of definition.keys) {
       if (byKeyHash.has(keyHash)) throw new TenantsFileError(`${where}.keys: a key hash is listed twice`)

@@ -49,6 +49,8 @@ export interface TenantUsage {
    * called. Never throws.
    */
   taskFinished (finished: TaskFinished): Promise<void>
+  /** the archive stored a task's videos: counted in the day's usage. Never throws. */
+  archived (stored: { tenantId: string, videos: number, bytes: number }): Promise<void>
   /** the clock of usage days and budget windows (ms) */
   now (): number
   /** per-day counters of one tenant (throws store_unavailable if Redis fails) */
@@ -156,6 +158,13 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       } catch (error) {
         // The next read of the task tries again; the stale bound frees the slot meanwhile.
         storeFailed(log, error, 'usage store failed to record a finished task', { tenant: tenantId, upstreamTaskId })
+      }
+    },
+    async archived ({ tenantId, videos, bytes }) {
+      try {
+        await store.countArchived({ tenantId, videos, bytes, now: now() })
+      } catch (error) {
+        storeFailed(log, error, 'usage store failed to count archived videos', { tenant: tenantId })
       }
     },
     now,

@@ -28,7 +28,9 @@ const usageCounters = {
   tasks_completed: Type.Integer({ description: 'Tasks the gateway saw completed that day.' }),
   tasks_failed: Type.Integer({ description: 'Tasks the gateway saw failed (or cancelled) that day.' }),
   video_seconds: Type.Integer({ description: 'Seconds of video ordered: duration × n of each create.' }),
-  credits: Type.Number({ description: 'Upstream credits charged for creates of that day: `usage.credits_reserved`, corrected by the task\'s final usage when it reports one.' })
+  credits: Type.Number({ description: 'Upstream credits charged for creates of that day: `usage.credits_reserved`, corrected by the task\'s final usage when it reports one.' }),
+  archived_videos: Type.Integer({ description: 'Videos the archive stored that day (ARCHIVE_DIR or ARCHIVE_S3_BUCKET; 0 when archiving is off).' }),
+  archived_bytes: Type.Integer({ description: 'Bytes the archive stored that day.' })
 }
 
 const UsageReport = Type.Object({
@@ -50,7 +52,9 @@ function present (day: UsageDay): UsageCounters {
     tasks_completed: day.tasksCompleted,
     tasks_failed: day.tasksFailed,
     video_seconds: day.videoSeconds,
-    credits: fromMilli(day.creditsMilli)
+    credits: fromMilli(day.creditsMilli),
+    archived_videos: day.archivedVideos,
+    archived_bytes: day.archivedBytes
   }
 }
 
@@ -93,8 +97,10 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
       tasksCompleted: sum.tasksCompleted + day.tasksCompleted,
       tasksFailed: sum.tasksFailed + day.tasksFailed,
       videoSeconds: sum.videoSeconds + day.videoSeconds,
-      creditsMilli: sum.creditsMilli + day.creditsMilli
-    }), { date: '', requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 }))
+      creditsMilli: sum.creditsMilli + day.creditsMilli,
+      archivedVideos: sum.archivedVideos + day.archivedVideos,
+      archivedBytes: sum.archivedBytes + day.archivedBytes
+    }), { date: '', requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0, archivedVideos: 0, archivedBytes: 0 }))
     reply.header('cache-control', 'private, no-store')
     return { object: 'usage' as const, tenant: tenant.id, ...(endUser === null ? {} : { end_user: endUser }), from: utcDay(fromMs), to: utcDay(toMs), data, total }
   })

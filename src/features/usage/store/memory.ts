@@ -54,6 +54,8 @@ export interface UsageDay {
   tasksFailed: number
   videoSeconds: number
   creditsMilli: number
+  archivedVideos: number
+  archivedBytes: number
 }
 
 export interface UsageStore {
@@ -74,6 +76,8 @@ export interface UsageStore {
    */
   finish (options: { tenantId: string, upstreamTaskId: string, outcome: TaskOutcome, finalCreditsMilli: number | null, now: number }): Promise<{ first: boolean, creditsDeltaMilli: number }>
   countRequest (options: { tenantId: string, now: number, endUser?: string | null }): Promise<void>
+  /** videos the archive stored for the tenant (counted on the day they were stored) */
+  countArchived (options: { tenantId: string, videos: number, bytes: number, now: number }): Promise<void>
   /** the tenant's days, or (with `endUser`) that end user's part of them */
   report (options: { tenantId: string, days: readonly string[], endUser?: string | null }): Promise<UsageDay[]>
   /** writes what is still buffered (the app's close) */
@@ -101,6 +105,8 @@ interface DayCounters {
   failed: number
   videoSeconds: number
   creditsMilli: number
+  archivedVideos: number
+  archivedBytes: number
 }
 
 interface TaskCharge {
@@ -126,7 +132,7 @@ interface MonthCounters {
   creditsMilli: number
 }
 
-const emptyDay = (): DayCounters => ({ requests: 0, created: 0, completed: 0, failed: 0, videoSeconds: 0, creditsMilli: 0 })
+const emptyDay = (): DayCounters => ({ requests: 0, created: 0, completed: 0, failed: 0, videoSeconds: 0, creditsMilli: 0, archivedVideos: 0, archivedBytes: 0 })
 const emptyMonth = (): MonthCounters => ({ videoSeconds: 0, creditsMilli: 0 })
 
 /** One instance's counters (no REDIS_URL): every step is synchronous, so admission is exact within the process. */
@@ -265,6 +271,11 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       dayOf(tenantId, day).requests += 1
       if (endUser != null) dayOf(endUserLedger(tenantId, endUser), day).requests += 1
     },
+    async countArchived ({ tenantId, videos, bytes, now }) {
+      const counters = dayOf(tenantId, utcDay(now))
+      counters.archivedVideos += videos
+      counters.archivedBytes += bytes
+    },
     async report ({ tenantId, days: wanted, endUser }) {
       const ledger = endUser == null ? tenantId : endUserLedger(tenantId, endUser)
       return wanted.map((date) => {
@@ -276,7 +287,9 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
           tasksCompleted: counters.completed,
           tasksFailed: counters.failed,
           videoSeconds: counters.videoSeconds,
-          creditsMilli: counters.creditsMilli
+          creditsMilli: counters.creditsMilli,
+          archivedVideos: counters.archivedVideos,
+          archivedBytes: counters.archivedBytes
         }
       })
     },

@@ -7,7 +7,7 @@ import { defineScript } from '../../store/redis-script.ts'
  * The usage store shared by every instance. Keys of one tenant share the hash
  * tag `{<tenant id>}`, so each script touches one slot:
  *   <ns>{t}:inflight        sorted set: task (or reservation token) → stale deadline (ms)
- *   <ns>{t}:day:YYYY-MM-DD  hash: requests, created, completed, failed, video_seconds, credits_milli
+ *   <ns>{t}:day:YYYY-MM-DD  hash: requests, created, completed, failed, video_seconds, credits_milli, archived_videos, archived_bytes
  *   <ns>{t}:month:YYYY-MM   hash: video_seconds, credits_milli (what monthly budgets read)
  *   <ns>{t}:task:<upstream id>  hash: day, month, credits_milli, finished
  * Each step is one script: Redis runs it alone, so 50 creates racing for the
@@ -180,6 +180,10 @@ export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageSt
       requestCounts.add(`${prefix(tenantId)}day:${day}`)
       if (endUser != null) requestCounts.add(`${userPrefix(tenantId, endUser)}day:${day}`)
     },
+    async countArchived ({ tenantId, videos, bytes, now }) {
+      const key = `${prefix(tenantId)}day:${utcDay(now)}`
+      await redis.multi().hincrby(key, 'archived_videos', videos).hincrby(key, 'archived_bytes', bytes).pexpire(key, usageRetentionMs).exec()
+    },
     async report ({ tenantId, days, endUser }) {
       // This instance's own counts are written before it reads: its report is exact for them.
       await requestCounts.flush()
@@ -199,7 +203,9 @@ export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageSt
           tasksCompleted: count('completed'),
           tasksFailed: count('failed'),
           videoSeconds: count('video_seconds'),
-          creditsMilli: count('credits_milli')
+          creditsMilli: count('credits_milli'),
+          archivedVideos: count('archived_videos'),
+          archivedBytes: count('archived_bytes')
         }
       })
     },
