@@ -91,8 +91,10 @@ export async function createS3Storage (options: S3StorageOptions): Promise<S3Arc
     return new Error(`S3 ${operation} failed for ${target}: ${error.name}${status}: ${error.message}`, { cause: error })
   }
 
+  /** No such object; a missing bucket is a misconfiguration and stays an error. */
   function isMissing (error: unknown): boolean {
-    return error instanceof S3ServiceException && (error.name === 'NoSuchKey' || error.name === 'NotFound' || error.$metadata.httpStatusCode === 404)
+    return error instanceof S3ServiceException && error.name !== 'NoSuchBucket' &&
+      (error.name === 'NoSuchKey' || error.name === 'NotFound' || error.$metadata.httpStatusCode === 404)
   }
 
   async function abortStaleUploads (olderThanMs: number): Promise<number> {
