@@ -28,6 +28,10 @@ import tenantAuth from './features/tenants/auth.ts'
 import tenantRateLimit from './features/tenants/rate-limit.ts'
 import requestLogging from './features/observability/request-logging.ts'
 import cors from './plugins/external/cors.ts'
+import archive from './features/archive/plugin.ts'
+import { createDirectoryStorage } from './features/archive/storage/directory.ts'
+import { createS3Storage } from './features/archive/storage/s3.ts'
+import type { ArchiveStorage } from './features/archive/storage/storage.ts'
 import responseHeaders from './http/response-headers.ts'
 import swagger from './plugins/external/swagger.ts'
 import healthRoutes from './routes/health.ts'
@@ -92,6 +96,26 @@ function redisOutagePolicy (config: Config): string {
   return `${storeErrorPolicies[config.rateLimitOnStoreError]}, requests with an Idempotency-Key and creates of tenants with a budget or concurrency cap get 503, until it is back`
 }
 
+/** The archive's storage: the bucket when one is named, else the directory, else none. */
+async function openArchiveStorage (config: Config): Promise<ArchiveStorage | null> {
+  try {
+    if (config.archiveS3Bucket !== '') {
+      return await createS3Storage({
+        bucket: config.archiveS3Bucket,
+        region: config.archiveS3Region,
+        forcePathStyle: config.archiveS3ForcePathStyle,
+        prefix: config.archiveS3Prefix,
+        ...(config.archiveS3Endpoint === '' ? {} : { endpoint: config.archiveS3Endpoint })
+      })
+    }
+    if (config.archiveDir !== '') return await createDirectoryStorage({ root: config.archiveDir })
+  } catch (error) {
+    const variable = config.archiveS3Bucket !== '' ? 'ARCHIVE_S3_BUCKET' : 'ARCHIVE_DIR'
+    throw new ConfigError(`${variable}: the archive storage cannot be opened (${(error as Error).message})`, { cause: error })
+  }
+  return null
+}
+
 /** Builds the gateway; never listens (server.ts does). */
 export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const config = resolveConfig(options.config)
@@ -101,8 +125,10 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   const tenants = options.tenants ?? readTenantsFile(requireTenantsFile(config))
   const registry = buildTenantRegistry(tenants)
   let webhookPolicy
+  let archiveSourcePolicy
   try {
     webhookPolicy = parseDestinationPolicy(config.webhookAllowedDestinations)
+    archiveSourcePolicy = parseDestinationPolicy(config.archiveAllowedSources, 'ARCHIVE_ALLOWED_SOURCES')
   } catch (error) {
     throw new ConfigError((error as Error).message, { cause: error })
   }
@@ -194,6 +220,21 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
   })
   await app.register(tenantRateLimit)
+  await app.register(archive, {
+    storage: await openArchiveStorage(config),
+    defaults: { enabled: config.archiveEnabled, retentionDays: config.archiveRetentionDays, rewriteResults: config.archiveRewriteResults },
+    secrets,
+    linkTtlMs: config.archiveLinkTtlMs,
+    sourcePolicy: archiveSourcePolicy,
+    maxBytes: config.archiveMaxBytes,
+    downloadIdleTimeoutMs: config.archiveDownloadTimeoutMs,
+    leaseMs: config.archiveJobLeaseMs,
+    retryBaseDelayMs: config.archiveRetryBaseDelayMs,
+    concurrency: config.archiveConcurrency,
+    pollIntervalMs: config.archivePollIntervalMs,
+    now: seams.clock,
+    lookup: seams.dnsLookup
+  })
   await app.register(idempotency, {
     ttlMs: config.idempotencyTtlMs,
     // Longer than any request can run (one upstream call, plus one retry of a refused connect), so that

@@ -65,7 +65,10 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
       // So that callback_url works end to end: the simulator calls the gateway on loopback,
       // and the gateway may deliver to a receiver on this machine.
       publicBaseUrl: config.publicBaseUrl === '' ? loopbackBaseUrl(config) : config.publicBaseUrl,
-      webhookAllowedDestinations: config.webhookAllowedDestinations === '' ? '127.0.0.0/8,::1/128' : config.webhookAllowedDestinations
+      webhookAllowedDestinations: config.webhookAllowedDestinations === '' ? '127.0.0.0/8,::1/128' : config.webhookAllowedDestinations,
+      // The whole loop offline: finished videos are archived on disk, from the simulator on loopback.
+      archiveDir: config.archiveDir === '' && config.archiveS3Bucket === '' ? 'data/archive' : config.archiveDir,
+      archiveAllowedSources: config.archiveAllowedSources === '' ? '127.0.0.0/8,::1/128' : config.archiveAllowedSources
     },
     tenants,
     mode: 'simulator',

@@ -25,7 +25,7 @@ export class DestinationError extends Error {
 }
 
 /** WEBHOOK_ALLOWED_DESTINATIONS: hostnames and CIDRs, comma-separated. */
-export function parseDestinationPolicy (value: string): DestinationPolicy {
+export function parseDestinationPolicy (value: string, variable = 'WEBHOOK_ALLOWED_DESTINATIONS'): DestinationPolicy {
   const hosts = new Set<string>()
   const ranges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = []
   for (const entry of value.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean)) {
@@ -33,7 +33,7 @@ export function parseDestinationPolicy (value: string): DestinationPolicy {
       try {
         ranges.push(ipaddr.parseCIDR(entry))
       } catch {
-        throw new Error(`WEBHOOK_ALLOWED_DESTINATIONS: "${entry}" is not a CIDR`)
+        throw new Error(`${variable}: "${entry}" is not a CIDR`)
       }
     } else if (ipaddr.isValid(entry)) {
       const address = ipaddr.parse(entry)

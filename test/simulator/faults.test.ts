@@ -2,6 +2,8 @@ import t, { type Test } from 'tap'
 import { Agent, request, type Dispatcher } from 'undici'
 import { buildSimulator } from '../../src/simulator/app.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../helpers/simulator.ts'
+import { sampleVideo } from '../../src/simulator/media.ts'
+import { startSimulator } from '../../src/simulator/start.ts'
 
 const AUTH = { authorization: `Bearer ${TEST_UPSTREAM_KEY}` }
 const BODY = JSON.stringify({ model: 'veo-3.1-fast-generate-preview', prompt: 'a cat' })
@@ -293,4 +295,29 @@ t.test('push() rejects malformed faults', async (t) => {
   ]
   for (const fault of bad) t.throws(() => simulator.faults.push(fault as never), { name: 'FaultError' }, JSON.stringify(fault))
   t.equal(simulator.faults.size, 0)
+})
+
+t.test('download faults: redirect, videoBytes (a padded, valid MP4), truncatedVideo', async (t) => {
+  const sim = await startSimulator({ apiKey: 'sk-evo-faults', taskDurationMs: 0 })
+  t.teardown(sim.close)
+  const created = await request(`${sim.url}/v1/videos/generations`, { method: 'POST', headers: { authorization: 'Bearer sk-evo-faults', 'content-type': 'application/json' }, body: JSON.stringify({ model: 'veo-3.1-fast-generate-preview', prompt: 'x' }) })
+  const { id } = await created.body.json() as { id: string }
+  const file = `${sim.url}/files/${id}-0.mp4`
+  sim.simulator.faults.push({ route: 'file', redirect: 'http://10.0.0.1/video.mp4' })
+  const redirected = await request(file)
+  t.equal(redirected.statusCode, 302)
+  t.equal(redirected.headers.location, 'http://10.0.0.1/video.mp4')
+  await redirected.body.dump()
+  sim.simulator.faults.push({ route: 'file', videoBytes: 100_000 })
+  const big = await request(file)
+  const bytes = Buffer.from(await big.body.arrayBuffer())
+  t.equal(big.headers['content-type'], 'video/mp4')
+  t.equal(bytes.length, 100_000)
+  t.equal(bytes.subarray(sampleVideo.length + 4, sampleVideo.length + 8).toString('latin1'), 'free', 'the padding is an ISO BMFF free box')
+  t.equal(bytes.readUInt32BE(sampleVideo.length), 100_000 - sampleVideo.length)
+  sim.simulator.faults.push({ route: 'file', truncatedVideo: true })
+  const cut = await request(file)
+  t.equal(cut.headers['content-length'], String(sampleVideo.length))
+  await t.rejects(cut.body.arrayBuffer(), 'the body ends before its announced length')
+  t.throws(() => sim.simulator.faults.push({ route: 'file', redirect: 'not a url' } as never), /fault.redirect must be an absolute URL/)
 })

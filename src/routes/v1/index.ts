@@ -17,7 +17,7 @@ export default async function v1Routes (fastify: FastifyInstance, options: V1Rou
   fastify.addHook('onRequest', async function authenticate (request, reply) {
     // `<video src>` sends no Authorization: content routes take a signed link instead.
     if (presentsSignedLink(request)) return await fastify.authenticateContentLink(request)
-    return await fastify.authenticateTenant.call(fastify, request, reply)
+    return await fastify.authenticateTenant(request, reply)
   })
   // Every request with a valid key counts in its tenant's usage, whatever its answer.
   fastify.addHook('onRequest', (request, _reply, done) => {

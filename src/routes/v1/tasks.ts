@@ -8,10 +8,56 @@ import { matchesIfNoneMatch, progressed, type TaskSnapshot } from '../../feature
 import type { TaskStatus } from '../../features/tasks/status.ts'
 import { tenantOf } from '../../features/tenants/auth.ts'
 import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
+import type { Tenant } from '../../features/tenants/registry.ts'
+import type { ArchiveRecord } from '../../features/archive/records.ts'
+import { Type } from 'typebox'
+import { hash } from 'node:crypto'
+
+/** The task read's answer: the upstream's task, and what the archive adds to it. */
+export const TaskAnswer = Type.Object({
+  ...VideoGenerationTask.properties,
+  upstream_results: Type.Optional(Type.Array(Type.String(), { description: 'Once archived with `rewriteResults`: the upstream\'s own links (valid 24 h), while `results` lists signed gateway links that outlive them.' })),
+  archive: Type.Optional(Type.Object({
+    status: Type.Enum(['pending', 'archived', 'failed', 'erased', 'expired'], { description: 'pending: being downloaded (retries included); archived; failed (gave up, `error` says why); erased (on request); expired (retention ended).' }),
+    error: Type.Optional(Type.String({ description: 'Why the last attempt, or the archive, failed.' })),
+    retain_until: Type.Optional(Type.Integer({ description: 'Unix seconds: when the archived videos are deleted (absent: kept until erased).' }))
+  }, { description: 'The gateway\'s archive of this task\'s videos, when it archives them.' }))
+}, { additionalProperties: true })
 
 /** The task as this tenant sees it: the upstream's body with the tenant-scoped id. */
 export function presentTask (snapshot: TaskSnapshot, scopedId: string): VideoGenerationTask {
   return { ...snapshot.task, id: scopedId }
+}
+
+/**
+ * The task read with its archive: status, and once archived (and the tenant
+ * wants it) signed gateway links in `results`, the upstream's in
+ * `upstream_results`. The ETag covers the archive's state and the links'
+ * expiry (rounded to the hour), so a 304 never keeps a client on dead links.
+ */
+function presentWithArchive (options: { fastify: FastifyInstance, request: FastifyRequest, tenant: Tenant, snapshot: TaskSnapshot, scopedId: string, record: ArchiveRecord | null }): { body: VideoGenerationTask, etag: string } {
+  const { fastify, tenant, snapshot, scopedId, record } = options
+  const body: VideoGenerationTask & Record<string, unknown> = presentTask(snapshot, scopedId)
+  if (record === null) return { body, etag: snapshot.etag }
+  body.archive = {
+    status: record.status,
+    ...(record.lastError === null || record.status === 'archived' ? {} : { error: record.lastError }),
+    ...(record.status === 'archived' && record.retainUntil !== null ? { retain_until: Math.floor(record.retainUntil / 1000) } : {})
+  }
+  let variant: string = record.status
+  if (record.status === 'archived' && fastify.archive.settingsOf(tenant).rewriteResults && Array.isArray(snapshot.task.results)) {
+    // The origin this client reached the gateway at (X-Forwarded-* with TRUST_PROXY): reachable by it by definition.
+    const base = `${options.request.protocol}://${options.request.host}/v1/tasks/${encodeURIComponent(scopedId)}/content`
+    let expires = 0
+    body.upstream_results = snapshot.task.results
+    body.results = snapshot.task.results.map((_, index) => {
+      const signed = fastify.archive.signLink({ tenantId: tenant.id, taskId: scopedId, index })
+      expires = signed.expires
+      return `${base}?${signed.query}`
+    })
+    variant = `${record.status}-${expires}`
+  }
+  return { body, etag: `"${hash('sha256', snapshot.etag + variant, 'base64url').slice(0, 27)}"` }
 }
 
 /**
@@ -66,7 +112,7 @@ const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
       querystring: TaskQuery,
       headers: TaskHeaders,
       response: {
-        200: VideoGenerationTask,
+        200: TaskAnswer,
         304: { type: 'null', description: 'Not modified: the ETag in If-None-Match is still current.' },
         ...errorResponses([400, 401, 404, 429, 500, 502, 503, 504])
       }
@@ -77,10 +123,13 @@ const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     const waitMs = request.query.wait === undefined ? 0 : Number(request.query.wait) * 1000
     const snapshot = await waitForProgress({ taskStatus: fastify.taskStatus, upstreamId, first, waitMs, reply })
     // A finished task frees its tenant's concurrency slot and is counted (once, however often it is read).
-    await fastify.taskStatus.observe({ tenantId: tenantOf(request).id, upstreamTaskId: upstreamId, snapshot })
-    reply.header('etag', snapshot.etag).header('cache-control', fastify.taskStatus.cacheControl(snapshot))
-    if (matchesIfNoneMatch(request.headers['if-none-match'], snapshot.etag)) return await reply.code(304).send(null)
-    return presentTask(snapshot, request.params.task_id)
+    const tenant = tenantOf(request)
+    await fastify.taskStatus.observe({ tenantId: tenant.id, upstreamTaskId: upstreamId, snapshot })
+    const record = snapshot.terminal && fastify.archive.configured ? await fastify.archive.recordOf(tenant.id, upstreamId) : null
+    const { body, etag } = presentWithArchive({ fastify, request, tenant, snapshot, scopedId: request.params.task_id, record })
+    reply.header('etag', etag).header('cache-control', record === null ? fastify.taskStatus.cacheControl(snapshot) : 'private, no-cache')
+    if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return await reply.code(304).send(null)
+    return body
   })
 }
 

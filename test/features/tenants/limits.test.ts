@@ -148,6 +148,6 @@ t.test('taskFinished(), the hook for callbacks: once per task, with the final cr
   await app.tenantUsage.taskFinished({ tenantId: acme.id, upstreamTaskId, status: 'completed', finalCredits: 5 })
 
   const usage = await app.inject({ method: 'GET', url: '/v1/usage?from=2026-06-15&to=2026-06-15', headers: { authorization: acme.authorization } })
-  t.same(usage.json().total, { requests: 4, tasks_created: 1, tasks_completed: 1, tasks_failed: 0, video_seconds: 4, credits: 5 }, 'counted once, the charge corrected')
+  t.same(usage.json().total, { requests: 4, tasks_created: 1, tasks_completed: 1, tasks_failed: 0, video_seconds: 4, credits: 5, archived_videos: 0, archived_bytes: 0 }, 'counted once, the charge corrected')
   t.equal((await create(acme)).statusCode, 200, 'slot free; 5 + 9.6 fits in the budget of 15 only because of the correction')
 })

@@ -3,7 +3,7 @@ import { buildTestApp, makeTenant, validBody, type TestTenant } from '../../help
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 
-const zero = { requests: 0, tasks_created: 0, tasks_completed: 0, tasks_failed: 0, video_seconds: 0, credits: 0 }
+const zero = { requests: 0, tasks_created: 0, tasks_completed: 0, tasks_failed: 0, video_seconds: 0, credits: 0, archived_videos: 0, archived_bytes: 0 }
 
 t.test('GET /v1/usage', async (t) => {
   let clock = Date.UTC(2026, 5, 15, 12, 0, 0)
@@ -42,7 +42,7 @@ t.test('GET /v1/usage', async (t) => {
         // This request is counted before it is answered.
         { date: '2026-06-16', ...zero, requests: 5, tasks_completed: 1, tasks_failed: 1 }
       ],
-      total: { requests: 8, tasks_created: 2, tasks_completed: 1, tasks_failed: 1, video_seconds: 20, credits: 57.6 }
+      total: { requests: 8, tasks_created: 2, tasks_completed: 1, tasks_failed: 1, video_seconds: 20, credits: 57.6, archived_videos: 0, archived_bytes: 0 }
     })
   })
 

@@ -67,13 +67,13 @@ function contract (name: string, makeStore: () => Promise<UsageStore>, skip: str
       await store.finish({ tenantId, upstreamTaskId: 'task-a1', outcome: 'completed', finalCreditsMilli: 4000, now: lateInMarch })
       await store.finish({ tenantId, upstreamTaskId: 'task-k1', outcome: 'failed', finalCreditsMilli: null, now: lateInMarch })
       const [alice] = await store.report({ tenantId, days: [day], endUser: 'alice' })
-      t.same(alice, { date: day, requests: 1, tasksCreated: 1, tasksCompleted: 1, tasksFailed: 0, videoSeconds: charge.videoSeconds, creditsMilli: 4000 }, 'corrected to the final credits too')
+      t.same(alice, { date: day, requests: 1, tasksCreated: 1, tasksCompleted: 1, tasksFailed: 0, videoSeconds: charge.videoSeconds, creditsMilli: 4000, archivedVideos: 0, archivedBytes: 0 }, 'corrected to the final credits too')
       const [bob] = await store.report({ tenantId, days: [day], endUser: 'bob' })
-      t.same(bob, { date: day, requests: 0, tasksCreated: 1, tasksCompleted: 0, tasksFailed: 0, videoSeconds: charge.videoSeconds, creditsMilli: 5000 })
+      t.same(bob, { date: day, requests: 0, tasksCreated: 1, tasksCompleted: 0, tasksFailed: 0, videoSeconds: charge.videoSeconds, creditsMilli: 5000, archivedVideos: 0, archivedBytes: 0 })
       const [whole] = await store.report({ tenantId, days: [day] })
-      t.same(whole, { date: day, requests: 2, tasksCreated: 3, tasksCompleted: 1, tasksFailed: 1, videoSeconds: 3 * charge.videoSeconds, creditsMilli: 14000 }, 'the tenant\'s own days hold everyone')
+      t.same(whole, { date: day, requests: 2, tasksCreated: 3, tasksCompleted: 1, tasksFailed: 1, videoSeconds: 3 * charge.videoSeconds, creditsMilli: 14000, archivedVideos: 0, archivedBytes: 0 }, 'the tenant\'s own days hold everyone')
       const [nobody] = await store.report({ tenantId, days: [day], endUser: 'carol' })
-      t.same(nobody, { date: day, requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 })
+      t.same(nobody, { date: day, requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0, archivedVideos: 0, archivedBytes: 0 })
     })
 
     t.test('a tenant without a cap holds no slots (nothing would read them)', async (t) => {
@@ -124,10 +124,22 @@ function contract (name: string, makeStore: () => Promise<UsageStore>, skip: str
       await store.countRequest({ tenantId, now: lateInMarch })
       await store.countRequest({ tenantId, now: lateInMarch })
       t.same(await store.report({ tenantId, days: ['2026-03-30', '2026-03-31', '2026-04-01'] }), [
-        { date: '2026-03-30', requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 },
-        { date: '2026-03-31', requests: 2, tasksCreated: 1, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 8, creditsMilli: 29_600 },
-        { date: '2026-04-01', requests: 0, tasksCreated: 0, tasksCompleted: 1, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0 }
+        { date: '2026-03-30', requests: 0, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0, archivedVideos: 0, archivedBytes: 0 },
+        { date: '2026-03-31', requests: 2, tasksCreated: 1, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 8, creditsMilli: 29_600, archivedVideos: 0, archivedBytes: 0 },
+        { date: '2026-04-01', requests: 0, tasksCreated: 0, tasksCompleted: 1, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0, archivedVideos: 0, archivedBytes: 0 }
       ], 'the open reservation (c) counts until settled; the completion counts on the day it was seen')
+    })
+
+    t.test('archived videos and bytes add up per day', async (t) => {
+      const store = await makeStore()
+      const tenantId = tenant()
+      await store.countArchived({ tenantId, videos: 1, bytes: 1000, now: lateInMarch })
+      await store.countArchived({ tenantId, videos: 2, bytes: 500, now: lateInMarch })
+      await store.countArchived({ tenantId, videos: 1, bytes: 7, now: lateInMarch + 86_400_000 })
+      t.match(await store.report({ tenantId, days: ['2026-03-31', '2026-04-01'] }), [
+        { date: '2026-03-31', archivedVideos: 3, archivedBytes: 1500 },
+        { date: '2026-04-01', archivedVideos: 1, archivedBytes: 7 }
+      ])
     })
 
     t.test('a failed task and an unknown one are counted once each', async (t) => {
@@ -135,7 +147,7 @@ function contract (name: string, makeStore: () => Promise<UsageStore>, skip: str
       const tenantId = tenant()
       t.same(await store.finish({ tenantId, upstreamTaskId: 'never-seen', outcome: 'failed', finalCreditsMilli: 5000, now: lateInMarch }), { first: true, creditsDeltaMilli: 0 })
       t.same(await store.finish({ tenantId, upstreamTaskId: 'never-seen', outcome: 'failed', finalCreditsMilli: 5000, now: lateInMarch }), { first: false, creditsDeltaMilli: 0 })
-      t.match(await store.report({ tenantId, days: ['2026-03-31'] }), [{ tasksFailed: 1, creditsMilli: 0 }])
+      t.match(await store.report({ tenantId, days: ['2026-03-31'] }), [{ tasksFailed: 1, creditsMilli: 0, archivedVideos: 0, archivedBytes: 0 }])
     })
   })
 }
@@ -165,7 +177,7 @@ t.test('memory: days and months past the retention are dropped when a new day is
   t.match(await store.report({ tenantId: 'acme', days: ['2025-01-10'] }), [{ requests: 3 }], 'a known day does not prune')
   const pastRetention = old + usageRetentionMs + 24 * 60 * 60 * 1000
   await store.countRequest({ tenantId: 'other', now: pastRetention })
-  t.match(await store.report({ tenantId: 'acme', days: ['2025-01-10'] }), [{ requests: 0, creditsMilli: 0 }])
+  t.match(await store.report({ tenantId: 'acme', days: ['2025-01-10'] }), [{ requests: 0, creditsMilli: 0, archivedVideos: 0, archivedBytes: 0 }])
   t.match(await store.report({ tenantId: 'acme', days: ['2025-01-10'], endUser: 'alice' }), [{ requests: 0 }])
   t.match(await store.report({ tenantId: 'other', days: [utcDay(pastRetention)] }), [{ requests: 1 }])
   // The month counter went with it: a budget on it starts from zero.

@@ -52,7 +52,7 @@ t.test('50 concurrent creates against a budget of 10, across two instances: exac
   const written = async () => Number(await first.redis?.hget(dayKey, 'requests') ?? 0)
   for (const deadline = Date.now() + 10_000; await written() < 50 && Date.now() < deadline;) await sleep(flushMs)
   const usage = await second.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
-  t.same(usage.json().total, { requests: 51, tasks_created: 10, tasks_completed: 0, tasks_failed: 0, video_seconds: 40, credits: 96 }, 'either instance reports the shared counters')
+  t.same(usage.json().total, { requests: 51, tasks_created: 10, tasks_completed: 0, tasks_failed: 0, video_seconds: 40, credits: 96, archived_videos: 0, archived_bytes: 0 }, 'either instance reports the shared counters')
   t.match(await first.metrics.registry.metrics(), /^vg_redis_up 1$/m, 'the Redis gauge')
 })
 
