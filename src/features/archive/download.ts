@@ -44,6 +44,12 @@ export interface SourceDownloaderOptions {
   dispatcher?: Dispatcher
 }
 
+/** Drops an answer's body and its connection (not reused: the rest of the body is not worth reading). */
+function discard (answer: Dispatcher.ResponseData): void {
+  answer.body.on('error', () => {})
+  answer.body.destroy()
+}
+
 const maxRedirects = 3
 const redirectStatuses = new Set([301, 302, 303, 307, 308])
 
@@ -116,7 +122,7 @@ export function createSourceDownloader (options: SourceDownloaderOptions): Sourc
       if (problem !== null) throw new DownloadFailure(`the result URL ${problem}${redirects > 0 ? ` (after ${redirects} redirect${redirects > 1 ? 's' : ''})` : ''}`, { permanent: true })
       const answer = await request(current, { method: 'GET', dispatcher, signal, headers: { 'user-agent': 'video-gateway-archive', accept: 'video/*', ...(range === undefined ? {} : { range }) } })
       if (!redirectStatuses.has(answer.statusCode)) return answer
-      await answer.body.dump().catch(() => {})
+      discard(answer)
       const location = answer.headers.location
       if (typeof location !== 'string') throw new DownloadFailure(`the source answered ${answer.statusCode} without a Location`, { permanent: false })
       if (redirects + 1 > maxRedirects) throw new DownloadFailure(`more than ${maxRedirects} redirects`, { permanent: true })
@@ -128,13 +134,13 @@ export function createSourceDownloader (options: SourceDownloaderOptions): Sourc
   async function openVideo (url: string, signal: AbortSignal, range?: string): Promise<Dispatcher.ResponseData> {
     const answer = await follow(url, signal, range)
     if (answer.statusCode !== 200 && !(range !== undefined && answer.statusCode === 206)) {
-      await answer.body.dump().catch(() => {})
+      discard(answer)
       // 404 and 410 included: a CDN may lag behind the task, and the link's 24 h bound the retries.
       throw new DownloadFailure(`the source answered ${answer.statusCode}`, { permanent: false })
     }
     const contentType = String(answer.headers['content-type'] ?? '')
     if (!isVideoType(contentType)) {
-      answer.body.destroy()
+      discard(answer)
       throw new DownloadFailure(`the source sent ${contentType === '' ? 'no content type' : `"${contentType.slice(0, 100)}"`}, not a video`, { permanent: true })
     }
     return answer
@@ -155,7 +161,7 @@ export function createSourceDownloader (options: SourceDownloaderOptions): Sourc
         const contentType = String(answer.headers['content-type'])
         const announced = Number(answer.headers['content-length'])
         if (Number.isFinite(announced) && announced > options.maxBytes) {
-          answer.body.destroy()
+          discard(answer)
           throw new DownloadFailure(`the video is larger than ARCHIVE_MAX_BYTES (${options.maxBytes} bytes)`, { permanent: true })
         }
         const meter = new Meter(options.maxBytes)
@@ -170,6 +176,7 @@ export function createSourceDownloader (options: SourceDownloaderOptions): Sourc
         throw describe(error)
       }
     },
-    async close () { await ownAgent?.close() }
+    // Downloads in flight were aborted already (the worker stopped): idle sockets need not be waited for.
+    async close () { await ownAgent?.destroy() }
   }
 }

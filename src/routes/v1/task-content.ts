@@ -44,7 +44,7 @@ const taskContentRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     const etag = `"${object.sha256}"`
     reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, max-age=3600')
     const headers = request.headers as { range?: string, 'if-none-match'?: string }
-    if (matchesIfNoneMatch(headers['if-none-match'], etag)) return await reply.code(304).send(null)
+    if (matchesIfNoneMatch(headers['if-none-match'], etag)) return await reply.code(304).send()
     const rangeHeader = headers.range
     const parsed = rangeHeader === undefined ? undefined : parseRange(object.size, rangeHeader)
     // Malformed, another unit, or several ranges: the whole video (RFC 9110 lets a server ignore Range).
