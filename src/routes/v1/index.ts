@@ -5,13 +5,16 @@ import taskEventsRoute from './task-events.ts'
 import tokensRoute from './tokens.ts'
 import usageRoute from './usage.ts'
 import webhooksRoute from './webhooks.ts'
+import openaiRoutes, { type OpenaiRoutesOptions } from '../../features/openai/routes.ts'
 
 export interface V1RoutesOptions {
   taskEventsHeartbeatMs: number
   taskEventsMaxMs: number
+  /** the OpenAI Videos dialect (features/openai) */
+  openai: OpenaiRoutesOptions
 }
 
-/** The Evolink-compatible API: every route here needs a tenant key. */
+/** The Evolink-compatible API and the OpenAI Videos dialect: every route here needs a tenant key. */
 export default async function v1Routes (fastify: FastifyInstance, options: V1RoutesOptions): Promise<void> {
   fastify.addHook('onRequest', fastify.authenticateTenant)
   // Every request with a valid key counts in its tenant's usage, whatever its answer.
@@ -25,4 +28,5 @@ export default async function v1Routes (fastify: FastifyInstance, options: V1Rou
   await fastify.register(taskEventsRoute, { heartbeatMs: options.taskEventsHeartbeatMs, maxStreamMs: options.taskEventsMaxMs })
   await fastify.register(usageRoute)
   await fastify.register(webhooksRoute)
+  await fastify.register(openaiRoutes, options.openai)
 }
