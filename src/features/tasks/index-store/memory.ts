@@ -66,7 +66,7 @@ function compare (a: TaskIndexEntry, b: TaskIndexEntry): number {
 /**
  * One instance's index, lost on restart: a sorted array per tenant (creates
  * arrive nearly in order, so an insert is a push) bounded by
- * `maxEntriesPerTenant` and retention.
+ * `maxEntriesPerTenant` and retention, trimmed on every add (as in Redis).
  */
 export function createMemoryTaskIndexStore (limits: TaskIndexLimits): TaskIndexStore {
   const byTenant = new Map<string, { sorted: TaskIndexEntry[], byId: Map<string, TaskIndexEntry> }>()
@@ -112,7 +112,6 @@ export function createMemoryTaskIndexStore (limits: TaskIndexLimits): TaskIndexS
     },
     async list (tenantId, options) {
       const index = tenantIndex(tenantId)
-      expire(index)
       const ordered = options.order === 'asc' ? index.sorted : [...index.sorted].reverse()
       let start = 0
       if (options.after !== undefined) {
