@@ -4,6 +4,8 @@ import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.t
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 import { redisForTests } from '../../helpers/redis.ts'
 
+const metricsToken = 'metrics-token-0123456789abcdef'
+
 /** The dialect's mapping and refusals, answer by answer (app.inject against a real simulator). */
 t.test('POST /v1/videos: the mapping and its refusals', async (t) => {
   const upstream = await startTestSimulator(t, { taskDurationMs: 60_000 })
@@ -89,7 +91,7 @@ t.test('reads, the index and the refused operations', async (t) => {
   const upstream = await startTestSimulator(t, { taskDurationMs: 60_000 })
   const acme = makeTenant('acme', { rateLimit: { max: 500, timeWindow: 60_000 } })
   const globex = makeTenant('globex')
-  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], config: { taskStatusTtlMs: 750 } })
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex], config: { taskStatusTtlMs: 750, metricsToken } })
   const call = async (method: 'GET' | 'POST' | 'DELETE', url: string, tenant = acme, payload?: unknown) =>
     await app.inject({ method, url, headers: { authorization: tenant.authorization }, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }) })
 
@@ -148,6 +150,14 @@ t.test('reads, the index and the refused operations', async (t) => {
     t.match(heard[0], { tenantId: acme.id, taskId: native.id, upstreamTaskId: /^task-unified-/ })
     assertErrorResponse(t, await call('GET', `/v1/videos/${native.id}`), { status: 404, code: 'not_found', type: 'invalid_request_error', param: 'video_id', message: `Video "${native.id}" not found.` })
     t.equal((await call('GET', `/v1/tasks/${native.id}`)).statusCode, 200, 'the native task read is unchanged')
+  })
+
+  t.test('metrics count the dialect\'s requests under the same tenant', async (t) => {
+    const text = (await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${metricsToken}` } })).body
+    t.match(text, new RegExp(`^vg_dialect_requests_total\\{dialect="openai",status="200",tenant="${acme.id}"\\} \\d+$`, 'm'))
+    t.match(text, new RegExp(`^vg_dialect_requests_total\\{dialect="openai",status="404",tenant="${globex.id}"\\} 3$`, 'm'))
+    t.notMatch(text, /vg_dialect_requests_total\{dialect="native"/, 'native routes are the rest')
+    t.match(text, new RegExp(`^vg_http_requests_total\\{route="/v1/videos/:video_id",method="GET",status="200",tenant="${acme.id}"\\} \\d+$`, 'm'))
   })
 
   t.test('no key: 401 in the one format', async (t) => {
