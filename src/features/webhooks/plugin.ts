@@ -146,6 +146,42 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
     await fastify.taskStatus.observe({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, snapshot })
   }
 
+  const tenantsById = new Map(options.tenants.map((tenant) => [tenant.id, tenant]))
+  // Tenant-level endpoints (tenants file `webhookEndpoints`): every task of the tenant that ends is an event,
+  // queued once per endpoint (across instances too), on the same queue, retries and SSRF guard as callback_url's.
+  fastify.taskStatus.onFinished(async ({ tenantId, upstreamTaskId, snapshot }) => {
+    const endpoints = tenantsById.get(tenantId)?.webhookEndpoints ?? []
+    if (endpoints.length === 0) return
+    const type = snapshot.task.status === 'completed' ? 'video.completed' : 'video.failed'
+    const taskId = fastify.taskIds.scope(tenantId, upstreamTaskId)
+    const at = now()
+    for (const [index, endpoint] of endpoints.entries()) {
+      if (!endpoint.events.includes(type)) continue
+      const id = 'msg_' + randomBytes(16).toString('base64url')
+      const payload = endpoint.format === 'openai'
+        ? JSON.stringify({ id: 'evt_' + randomBytes(16).toString('base64url'), object: 'event', type, created_at: Math.floor(at / 1000), data: { id: taskId } })
+        : JSON.stringify({ type: eventTypeOf(snapshot), timestamp: new Date(at).toISOString(), data: { ...snapshot.task, id: taskId } })
+      const once = createHash('sha256').update(`endpoint\n${tenantId}\n${upstreamTaskId}\n${index}\n${endpoint.url}`).digest('hex')
+      const { created } = await fromStore(async () => await store.createDelivery(once, {
+        id,
+        tenantId,
+        taskId,
+        upstreamTaskId,
+        url: endpoint.url,
+        eventType: endpoint.format === 'openai' ? type : eventTypeOf(snapshot),
+        payload,
+        status: 'pending',
+        attemptsInRound: 0,
+        attempts: [],
+        nextAttemptAt: at,
+        failureReason: null,
+        createdAt: at,
+        updatedAt: at
+      }, options.registrationTtlMs))
+      if (created) worker.wake()
+    }
+  })
+
   fastify.decorate('webhooks', {
     async prepare (tenant, url) {
       if (publicBaseUrl === '') {
@@ -204,4 +240,4 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   })
 }
 
-export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status'] })
+export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-ids'] })
