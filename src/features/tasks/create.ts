@@ -57,7 +57,9 @@ export async function createTask (fastify: FastifyInstance, options: CreateTaskO
   if (model === undefined) throw gatewayError('invalid_request', { args: [`Unknown model "${body.model}".`], param: 'model' })
   model.checkRules(body as never)
   // The upstream gets the gateway's own callback URL; the tenant's is checked (SSRF) and kept here, and called, signed, by the gateway.
-  const callback = body.callback_url === undefined ? null : await fastify.webhooks.prepare(tenant, body.callback_url)
+  // A tenant with webhookEndpoints gets the upstream's callback on every create, so that a task nobody reads still ends in an event.
+  const endpointsOnly = body.callback_url === undefined && tenant.webhookEndpoints.length > 0 && fastify.webhooks.callbacksAvailable
+  const callback = body.callback_url !== undefined || endpointsOnly ? await fastify.webhooks.prepare(tenant, body.callback_url ?? null) : null
   const upstreamBody = callback === null ? body : { ...body, callback_url: callback.upstreamCallbackUrl }
   // Reserve, call, settle. A browser token's narrowing and create cap first, then the tenant's
   // concurrency slot and budget: all taken before the upstream is called, all given back if it fails.

@@ -44,8 +44,13 @@ export interface PreparedCallback {
 }
 
 export interface Webhooks {
-  /** Checks a tenant's `callback_url` (400 `invalid_request` on `callback_url` when refused) and mints the task's callback token. */
-  prepare (tenant: Tenant, url: string): Promise<PreparedCallback>
+  /**
+   * Checks a tenant's `callback_url` (400 `invalid_request` on `callback_url` when refused) and mints the task's callback token.
+   * `null`: a callback for the tenant's `webhookEndpoints` only (no per-create relay).
+   */
+  prepare (tenant: Tenant, url: string | null): Promise<PreparedCallback>
+  /** whether the upstream can call this gateway back (PUBLIC_BASE_URL is set) */
+  readonly callbacksAvailable: boolean
   /** The upstream called back: 404 for an unknown token, 409 when a task read does not confirm the end; otherwise the delivery is queued. */
   receiveCallback (token: string): Promise<void>
   deliveriesOfTask (tenantId: string, upstreamTaskId: string): Promise<Delivery[]>
@@ -117,7 +122,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   const publicBaseUrl = options.publicBaseUrl.replace(/\/+$/, '')
 
   /** A task ended (confirmed by a task read): its delivery is queued once, and the tasks feature told once (across instances too). */
-  async function taskFinished (registration: RegisteredCallback, snapshot: TaskSnapshot, hash: string): Promise<void> {
+  async function taskFinished (registration: RegisteredCallback & { url: string }, snapshot: TaskSnapshot, hash: string): Promise<void> {
     const payload = JSON.stringify({
       type: eventTypeOf(snapshot),
       timestamp: new Date(now()).toISOString(),
@@ -193,7 +198,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       if (tenant.webhookSecrets.length === 0) {
         throw gatewayError('invalid_request', { args: ['callback_url is not available: no webhook signing secret is configured for this tenant.'], param: 'callback_url' })
       }
-      const problem = await destinationProblem(url, { policy: options.policy, lookup: options.lookup })
+      const problem = url === null ? null : await destinationProblem(url, { policy: options.policy, lookup: options.lookup })
       if (problem !== null) throw gatewayError('invalid_request', { args: [`callback_url ${problem}.`], param: 'callback_url' })
       const token = randomBytes(32).toString('base64url')
       const save = async (task: { taskId: string, upstreamTaskId: string } | null, ttlMs: number): Promise<void> => {
@@ -214,7 +219,10 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       if (!isRegistered(registration)) throw gatewayError('callback_not_registered')
       const snapshot = await fastify.taskStatus.confirm(registration.upstreamTaskId)
       if (!snapshot.terminal) throw gatewayError('callback_task_not_finished')
-      await fromStore(async () => { await taskFinished(registration, snapshot, hash) })
+      // Endpoints only: the sighting is the whole point (the endpoints' listener queues their events, once).
+      const { url } = registration
+      if (url === null) return await fastify.taskStatus.observe({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, snapshot })
+      await fromStore(async () => { await taskFinished({ ...registration, url }, snapshot, hash) })
     },
     async deliveriesOfTask (tenantId, upstreamTaskId) {
       const deliveries = await fromStore(async () => await store.deliveriesOfTask(tenantId, upstreamTaskId))
@@ -229,7 +237,8 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       worker.wake()
       return again
     },
-    runDue: worker.runDue
+    runDue: worker.runDue,
+    callbacksAvailable: publicBaseUrl !== ''
   } satisfies Webhooks)
 
   fastify.addHook('onReady', async () => { worker.start() })
