@@ -30,3 +30,11 @@ export const createBody = JSON.stringify({
   duration: 8,
   generate_audio: true
 })
+
+/** The OpenAI Videos create that maps to `createBody` but for audio (the dialect has no such field). */
+export const openaiCreateBody = JSON.stringify({
+  model: 'sora-2',
+  prompt: 'A cat playing piano in a jazz club, warm light, slow dolly-in',
+  seconds: '8',
+  size: '1280x720'
+})

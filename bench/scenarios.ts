@@ -1,9 +1,9 @@
-import { createBody } from './fixtures.ts'
+import { createBody, openaiCreateBody } from './fixtures.ts'
 import type { LoadSpec } from './load.ts'
 
 /** What each scenario sends to each side. Both sides get the same headers and body. */
 export type Side = 'baseline' | 'gateway'
-export type ScenarioName = 'create' | 'create-redis' | 'poll' | 'fixed-rate'
+export type ScenarioName = 'create' | 'create-redis' | 'poll' | 'fixed-rate' | 'openai-create'
 
 export interface Scenario {
   name: ScenarioName
@@ -35,6 +35,15 @@ export function scenarios (context: ScenarioContext): Scenario[] {
   })
   return [
     { name: 'create', what: 'POST /v1/videos/generations, rate limits in memory', store: 'memory', connections: context.connections, request: create },
+    {
+      name: 'openai-create',
+      what: 'POST /v1/videos (the OpenAI dialect: the same create, mapped); the baseline sends the native create it maps to',
+      store: 'memory',
+      connections: context.connections,
+      request: (side) => side === 'gateway'
+        ? { method: 'POST', path: '/v1/videos', headers: { ...headers, 'content-type': 'application/json' }, body: openaiCreateBody }
+        : create()
+    },
     { name: 'create-redis', what: 'the same, rate-limit counters in Redis', store: 'redis', connections: context.connections, request: create },
     {
       name: 'poll',

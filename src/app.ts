@@ -19,6 +19,8 @@ import idempotency from './features/idempotency/plugin.ts'
 import gracefulShutdown from './http/graceful-shutdown.ts'
 import taskIds from './features/tasks/ids.ts'
 import taskStatus from './features/tasks/status.ts'
+import taskIndex from './features/tasks/task-index.ts'
+import { parseModelAliases } from './features/openai/mapping.ts'
 import browserTokens from './features/browser-tokens/plugin.ts'
 import metrics from './features/observability/metrics.ts'
 import tenantUsage from './features/usage/plugin.ts'
@@ -85,6 +87,9 @@ function requestId (request: RawRequestDefaultExpression): string {
   return typeof presented === 'string' && requestIdPattern.test(presented) ? presented : randomUUID()
 }
 
+/** The task index keeps a tenant's tasks this long (the upstream forgets them sooner). */
+const taskIndexRetentionMs = 30 * 24 * 60 * 60 * 1000
+
 const storeErrorPolicies = {
   memory: 'rate limits count per instance',
   allow: 'rate limits are not enforced',
@@ -124,6 +129,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   const secrets = requireGatewaySecrets(config)
   const tenants = options.tenants ?? readTenantsFile(requireTenantsFile(config))
   const registry = buildTenantRegistry(tenants)
+  let openaiAliases
+  try {
+    openaiAliases = parseModelAliases(config.openaiModelAliases)
+  } catch (error) {
+    throw new ConfigError((error as Error).message, { cause: error })
+  }
   let webhookPolicy
   let archiveSourcePolicy
   try {
@@ -202,6 +213,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     now: seams.clock
   })
+  await app.register(taskIndex, { maxEntriesPerTenant: config.taskIndexMaxPerTenant, retentionMs: taskIndexRetentionMs, now: seams.clock })
   await app.register(browserTokens, { secrets, registry, now: seams.clock })
   await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: seams.clock })
   await app.register(webhooks, {
@@ -258,7 +270,8 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(v1Routes, {
     prefix: '/v1',
     taskEventsHeartbeatMs: config.taskEventsHeartbeatMs,
-    taskEventsMaxMs: config.taskEventsMaxMs
+    taskEventsMaxMs: config.taskEventsMaxMs,
+    openai: { aliases: openaiAliases, pollAfterMs: config.taskStatusTtlMs, bodyLimitBytes: config.bodyLimitBytes }
   })
   return app
 }

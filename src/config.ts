@@ -72,7 +72,9 @@ export const ConfigSchema = Type.Object({
   archiveAllowedSources: Type.String({ env: 'ARCHIVE_ALLOWED_SOURCES', default: '', description: 'Comma-separated hostnames and CIDRs that result URLs may point to although private or plain http (as WEBHOOK_ALLOWED_DESTINATIONS). Empty: public https only.' }),
   archiveConcurrency: Type.Integer({ env: 'ARCHIVE_CONCURRENCY', default: 4, minimum: 1, maximum: 256, description: 'Archive jobs each instance works on at once.' }),
   archivePollIntervalMs: Type.Integer({ env: 'ARCHIVE_POLL_INTERVAL_MS', default: 1000, minimum: 10, maximum: 3600000, description: 'How often each instance looks for archive jobs and retention deletions that came due (a new job starts at once).' }),
-  simulatorTaskDurationMs: Type.Integer({ env: 'SIMULATOR_TASK_DURATION_MS', default: 20000, minimum: 0, description: 'Simulator mode only: how long a simulated video takes.' })
+  simulatorTaskDurationMs: Type.Integer({ env: 'SIMULATOR_TASK_DURATION_MS', default: 20000, minimum: 0, description: 'Simulator mode only: how long a simulated video takes.' }),
+  taskIndexMaxPerTenant: Type.Integer({ env: 'TASK_INDEX_MAX_PER_TENANT', default: 10000, minimum: 1, maximum: 1000000, description: 'Tasks kept per tenant in the task index behind `GET /v1/videos` (memory, or Redis with REDIS_URL); the oldest go first, and entries older than 30 days are dropped. In memory mode a restart empties it.' }),
+  openaiModelAliases: Type.String({ env: 'OPENAI_MODEL_ALIASES', default: 'sora-2=veo-3.1-fast-generate-preview,sora-2-pro=veo-3.1-fast-generate-preview', pattern: '^([A-Za-z0-9._-]+=[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+=[A-Za-z0-9._-]+)*)?$', description: 'The OpenAI Videos dialect (`POST /v1/videos`): `alias=model` pairs, comma-separated, naming a served model for each OpenAI model name; a served model id is accepted as itself. The video object answers with the name the caller sent.' })
 }, { additionalProperties: false })
 
 export type Config = Static<typeof ConfigSchema>

@@ -227,6 +227,24 @@ export const errorTable = {
     type: 'api_error',
     message: 'Internal server error.',
     description: 'Anything unexpected; no stack or internals are revealed (the log has them, under the request id).'
+  },
+  unsupported_variant: {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    message: 'Variant "%s" is not supported by this gateway; supported: video.',
+    description: 'OpenAI Videos: `GET /v1/videos/{video_id}/content?variant=thumbnail` or `spritesheet` (the gateway produces no thumbnails or sprite sheets); `param` is `variant`.'
+  },
+  unsupported_video_operation: {
+    statusCode: 400,
+    type: 'invalid_request_error',
+    message: '%s is not supported by this gateway; supported: POST /v1/videos, GET /v1/videos, GET /v1/videos/{video_id}, GET /v1/videos/{video_id}/content, DELETE /v1/videos/{video_id}.',
+    description: 'OpenAI Videos: remix, edits, extensions and characters, which the video provider does not offer.'
+  },
+  video_not_ready: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'Video %s is %s; its content is available once it is completed.',
+    description: 'OpenAI Videos: `GET /v1/videos/{video_id}/content` of a video that is not completed (or failed).'
   }
 } as const satisfies Record<string, ErrorRow>
 

@@ -339,6 +339,8 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
   })
 
   fastify.taskStatus.onFinished(enqueue)
+  // Deleting a video (the OpenAI dialect's DELETE /v1/videos/{id}) erases its archive too.
+  fastify.taskIndex.onRemoved(async ({ tenantId, upstreamTaskId }) => { await fastify.archive.erase(tenantId, upstreamTaskId) })
   fastify.addHook('onReady', async () => {
     if (storage === null) return
     worker.start()
@@ -355,4 +357,4 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
   })
 }
 
-export default fp(archivePlugin, { name: 'archive', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'tenant-usage', 'metrics', 'tenant-auth'] })
+export default fp(archivePlugin, { name: 'archive', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-index', 'tenant-usage', 'metrics', 'tenant-auth'] })

@@ -31,6 +31,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     metrics: GatewayMetrics
   }
+  interface FastifyContextConfig {
+    /** the API dialect of a route that is not the native one (`openai`): counted in vg_dialect_requests_total */
+    dialect?: 'openai'
+  }
 }
 
 /** Table rows that are a tenant being turned away by a limit, and the `reason` label each gets. */
@@ -52,6 +56,13 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     name: 'vg_http_requests_total',
     help: 'Requests answered, by route pattern, method, status and tenant.',
     labelNames: ['route', 'method', 'status', 'tenant'] as const,
+    registers: [registry]
+  })
+  // Its own family rather than a label of vg_http_requests_total, whose series dashboards already read; native requests are the rest.
+  const dialectRequests = new Counter({
+    name: 'vg_dialect_requests_total',
+    help: 'Requests answered on a route of another API dialect than the native one (`openai`: the OpenAI Videos API), by dialect, status and tenant.',
+    labelNames: ['dialect', 'status', 'tenant'] as const,
     registers: [registry]
   })
   const inFlightRequests = new Gauge({ name: 'vg_http_requests_in_flight', help: 'Requests being processed right now (long-polls and event streams included).', registers: [registry] })
@@ -123,6 +134,8 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
   fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
     const tenant = request.tenant?.id ?? ''
     requests.inc({ route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(reply.statusCode), tenant })
+    const dialect = request.routeOptions.config.dialect
+    if (dialect !== undefined) dialectRequests.inc({ dialect, status: String(reply.statusCode), tenant })
     const reason = request.errorCode === null ? undefined : rejectionReasons[request.errorCode]
     if (reason !== undefined) rejections.inc({ reason, tenant })
     done()

@@ -19,6 +19,8 @@ export interface RedisKeyMap {
   tokenCreates: string
   /** @fastify/rate-limit counters: `rl:<key>` (store/fallback-rate-limit-store.ts) */
   rateLimit: string
+  /** the per-tenant task index: `tasks:{<tenant>}:order`, `tasks:{<tenant>}:entries` (tasks/index-store/redis.ts) */
+  taskIndex: string
 }
 
 export const defaultRedisKeyPrefix = 'vg:'
@@ -31,6 +33,7 @@ export function redisKeyMap (prefix: string = defaultRedisKeyPrefix): RedisKeyMa
     webhook: `${prefix}webhook:`,
     archive: `${prefix}archive:`,
     tokenCreates: `${prefix}token-creates:`,
-    rateLimit: `${prefix}rl:`
+    rateLimit: `${prefix}rl:`,
+    taskIndex: `${prefix}tasks:`
   }
 }

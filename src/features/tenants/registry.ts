@@ -1,7 +1,7 @@
 import { hash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { parse as parseDuration } from '@lukeed/ms'
-import { TenantsFile, type RateLimitPlan, type TenantArchive, type TenantBudget, type TenantDefinition } from '../../schemas/tenants.ts'
+import { TenantsFile, type RateLimitPlan, type TenantArchive, type TenantBudget, type TenantDefinition, type WebhookEndpoint } from '../../schemas/tenants.ts'
 import { firstSchemaProblem } from '../../errors/schema-errors.ts'
 
 /** Limits of creates unless the tenant sets `rateLimit`. */
@@ -36,6 +36,8 @@ export interface Tenant {
   webhookSecrets: readonly string[]
   /** the tenant's own archive settings; what it leaves out follows the ARCHIVE_* defaults */
   archive: Readonly<TenantArchive>
+  /** tenant-level endpoints that hear of every task's end (webhooks/plugin.ts) */
+  webhookEndpoints: readonly WebhookEndpoint[]
 }
 
 export interface TenantRegistry {
@@ -99,7 +101,11 @@ export function buildTenantRegistry (definitions: readonly TenantDefinition[]): 
       maxDuration: definition.maxDuration ?? null,
       allowedQualities: definition.allowedQualities === undefined ? null : new Set(definition.allowedQualities),
       webhookSecrets: definition.webhookSecrets ?? [],
-      archive: { ...definition.archive }
+      archive: { ...definition.archive },
+      webhookEndpoints: definition.webhookEndpoints ?? []
+    }
+    if (tenant.webhookEndpoints.length > 0 && tenant.webhookSecrets.length === 0) {
+      throw new TenantsFileError(`${where}.webhookEndpoints: needs webhookSecrets to sign the events`)
     }
     for (const keyHash of definition.keys) {
       if (byKeyHash.has(keyHash)) throw new TenantsFileError(`${where}.keys: a key hash is listed twice`)

@@ -44,8 +44,13 @@ export interface PreparedCallback {
 }
 
 export interface Webhooks {
-  /** Checks a tenant's `callback_url` (400 `invalid_request` on `callback_url` when refused) and mints the task's callback token. */
-  prepare (tenant: Tenant, url: string): Promise<PreparedCallback>
+  /**
+   * Checks a tenant's `callback_url` (400 `invalid_request` on `callback_url` when refused) and mints the task's callback token.
+   * `null`: a callback for the tenant's `webhookEndpoints` only (no per-create relay).
+   */
+  prepare (tenant: Tenant, url: string | null): Promise<PreparedCallback>
+  /** whether the upstream can call this gateway back (PUBLIC_BASE_URL is set) */
+  readonly callbacksAvailable: boolean
   /** The upstream called back: 404 for an unknown token, 409 when a task read does not confirm the end; otherwise the delivery is queued. */
   receiveCallback (token: string): Promise<void>
   deliveriesOfTask (tenantId: string, upstreamTaskId: string): Promise<Delivery[]>
@@ -117,7 +122,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   const publicBaseUrl = options.publicBaseUrl.replace(/\/+$/, '')
 
   /** A task ended (confirmed by a task read): its delivery is queued once, and the tasks feature told once (across instances too). */
-  async function taskFinished (registration: RegisteredCallback, snapshot: TaskSnapshot, hash: string): Promise<void> {
+  async function taskFinished (registration: RegisteredCallback & { url: string }, snapshot: TaskSnapshot, hash: string): Promise<void> {
     const payload = JSON.stringify({
       type: eventTypeOf(snapshot),
       timestamp: new Date(now()).toISOString(),
@@ -146,6 +151,42 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
     await fastify.taskStatus.observe({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, snapshot })
   }
 
+  const tenantsById = new Map(options.tenants.map((tenant) => [tenant.id, tenant]))
+  // Tenant-level endpoints (tenants file `webhookEndpoints`): every task of the tenant that ends is an event,
+  // queued once per endpoint (across instances too), on the same queue, retries and SSRF guard as callback_url's.
+  fastify.taskStatus.onFinished(async ({ tenantId, upstreamTaskId, snapshot }) => {
+    const endpoints = tenantsById.get(tenantId)?.webhookEndpoints ?? []
+    if (endpoints.length === 0) return
+    const type = snapshot.task.status === 'completed' ? 'video.completed' : 'video.failed'
+    const taskId = fastify.taskIds.scope(tenantId, upstreamTaskId)
+    const at = now()
+    for (const [index, endpoint] of endpoints.entries()) {
+      if (!endpoint.events.includes(type)) continue
+      const id = 'msg_' + randomBytes(16).toString('base64url')
+      const payload = endpoint.format === 'openai'
+        ? JSON.stringify({ id: 'evt_' + randomBytes(16).toString('base64url'), object: 'event', type, created_at: Math.floor(at / 1000), data: { id: taskId } })
+        : JSON.stringify({ type: eventTypeOf(snapshot), timestamp: new Date(at).toISOString(), data: { ...snapshot.task, id: taskId } })
+      const once = createHash('sha256').update(`endpoint\n${tenantId}\n${upstreamTaskId}\n${index}\n${endpoint.url}`).digest('hex')
+      const { created } = await fromStore(async () => await store.createDelivery(once, {
+        id,
+        tenantId,
+        taskId,
+        upstreamTaskId,
+        url: endpoint.url,
+        eventType: endpoint.format === 'openai' ? type : eventTypeOf(snapshot),
+        payload,
+        status: 'pending',
+        attemptsInRound: 0,
+        attempts: [],
+        nextAttemptAt: at,
+        failureReason: null,
+        createdAt: at,
+        updatedAt: at
+      }, options.registrationTtlMs))
+      if (created) worker.wake()
+    }
+  })
+
   fastify.decorate('webhooks', {
     async prepare (tenant, url) {
       if (publicBaseUrl === '') {
@@ -157,7 +198,7 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       if (tenant.webhookSecrets.length === 0) {
         throw gatewayError('invalid_request', { args: ['callback_url is not available: no webhook signing secret is configured for this tenant.'], param: 'callback_url' })
       }
-      const problem = await destinationProblem(url, { policy: options.policy, lookup: options.lookup })
+      const problem = url === null ? null : await destinationProblem(url, { policy: options.policy, lookup: options.lookup })
       if (problem !== null) throw gatewayError('invalid_request', { args: [`callback_url ${problem}.`], param: 'callback_url' })
       const token = randomBytes(32).toString('base64url')
       const save = async (task: { taskId: string, upstreamTaskId: string } | null, ttlMs: number): Promise<void> => {
@@ -178,7 +219,10 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       if (!isRegistered(registration)) throw gatewayError('callback_not_registered')
       const snapshot = await fastify.taskStatus.confirm(registration.upstreamTaskId)
       if (!snapshot.terminal) throw gatewayError('callback_task_not_finished')
-      await fromStore(async () => { await taskFinished(registration, snapshot, hash) })
+      // Endpoints only: the sighting is the whole point (the endpoints' listener queues their events, once).
+      const { url } = registration
+      if (url === null) return await fastify.taskStatus.observe({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, snapshot })
+      await fromStore(async () => { await taskFinished({ ...registration, url }, snapshot, hash) })
     },
     async deliveriesOfTask (tenantId, upstreamTaskId) {
       const deliveries = await fromStore(async () => await store.deliveriesOfTask(tenantId, upstreamTaskId))
@@ -193,7 +237,8 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       worker.wake()
       return again
     },
-    runDue: worker.runDue
+    runDue: worker.runDue,
+    callbacksAvailable: publicBaseUrl !== ''
   } satisfies Webhooks)
 
   fastify.addHook('onReady', async () => { worker.start() })
@@ -204,4 +249,4 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   })
 }
 
-export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status'] })
+export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-ids'] })

@@ -9,8 +9,11 @@ export interface CallbackRegistration {
   taskId: string | null
   /** null until the upstream has accepted the create */
   upstreamTaskId: string | null
-  /** the tenant's URL (never sent to the upstream) */
-  url: string
+  /**
+   * the tenant's URL (never sent to the upstream); null: no per-create relay,
+   * the callback only tells the gateway that the task ended (for the tenant's `webhookEndpoints`)
+   */
+  url: string | null
   createdAt: number
 }
 

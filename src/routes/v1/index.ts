@@ -6,13 +6,16 @@ import tokensRoute from './tokens.ts'
 import usageRoute from './usage.ts'
 import webhooksRoute from './webhooks.ts'
 import taskContentRoute, { presentsSignedLink } from './task-content.ts'
+import openaiRoutes, { type OpenaiRoutesOptions } from '../../features/openai/routes.ts'
 
 export interface V1RoutesOptions {
   taskEventsHeartbeatMs: number
   taskEventsMaxMs: number
+  /** the OpenAI Videos dialect (features/openai) */
+  openai: OpenaiRoutesOptions
 }
 
-/** The Evolink-compatible API: every route here needs a tenant key (or a browser token, or a signed link where the route says so). */
+/** The Evolink-compatible API and the OpenAI Videos dialect: every route here needs a tenant key (or a browser token, or a signed link where the route says so). */
 export default async function v1Routes (fastify: FastifyInstance, options: V1RoutesOptions): Promise<void> {
   fastify.addHook('onRequest', async function authenticate (request, reply) {
     // `<video src>` sends no Authorization: content routes take a signed link instead.
@@ -31,4 +34,5 @@ export default async function v1Routes (fastify: FastifyInstance, options: V1Rou
   await fastify.register(usageRoute)
   await fastify.register(webhooksRoute)
   await fastify.register(taskContentRoute)
+  await fastify.register(openaiRoutes, options.openai)
 }

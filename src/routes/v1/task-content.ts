@@ -1,13 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { parse as parseRange } from 'range-parser'
-import { gatewayError } from '../../errors/table.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { TaskParams } from '../../schemas/generation.ts'
-import { DownloadFailure } from '../../features/archive/download.ts'
-import type { ArchiveRecord, ArchivedObject } from '../../features/archive/records.ts'
-import { matchesIfNoneMatch } from '../../features/tasks/snapshot.ts'
+import { sendTaskContent } from '../../features/archive/content.ts'
 import { tenantOf } from '../../features/tenants/auth.ts'
 import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 import { upstreamIdOf } from './tasks.ts'
@@ -40,30 +36,6 @@ export function presentsSignedLink (request: FastifyRequest): boolean {
 }
 
 const taskContentRoute: FastifyPluginAsyncTypebox = async (fastify) => {
-  async function sendStored (request: FastifyRequest, reply: FastifyReply, record: ArchiveRecord, object: ArchivedObject): Promise<FastifyReply> {
-    const etag = `"${object.sha256}"`
-    reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, max-age=3600')
-    const headers = request.headers as { range?: string, 'if-none-match'?: string }
-    if (matchesIfNoneMatch(headers['if-none-match'], etag)) return await reply.code(304).send()
-    const rangeHeader = headers.range
-    const parsed = rangeHeader === undefined ? undefined : parseRange(object.size, rangeHeader)
-    // Malformed, another unit, or several ranges: the whole video (RFC 9110 lets a server ignore Range).
-    const usable = parsed !== undefined && parsed.type === 'bytes' && (parsed.code & 1) === 0
-    if (usable && parsed.ranges.length === 0 && (parsed.code & 2) !== 0) {
-      throw gatewayError('range_not_satisfiable', { args: [JSON.stringify(rangeHeader), object.size], headers: { 'content-range': `bytes */${object.size}` } })
-    }
-    const range = usable && parsed.ranges.length === 1 ? parsed.ranges[0]! : undefined
-    const stored = await fastify.archive.open(record, object.index, range)
-    // Erased (or swept) between the record's read and this one.
-    if (stored === null) throw gatewayError('content_deleted', { args: ['just now'] })
-    reply.type(object.contentType)
-    if (range === undefined) return await reply.header('content-length', String(object.size)).send(stored.body)
-    return await reply.code(206)
-      .header('content-range', `bytes ${range.start}-${range.end}/${object.size}`)
-      .header('content-length', String(range.end - range.start + 1))
-      .send(stored.body)
-  }
-
   fastify.get('/tasks/:task_id/content', {
     config: { ...tenantRateLimit('read'), tokenOperation: 'read', tokenInQuery: true, signedLinks: true },
     schema: {
@@ -86,36 +58,7 @@ const taskContentRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async function getTaskContent (request, reply): Promise<FastifyReply> {
     const tenant = tenantOf(request)
     const upstreamId = upstreamIdOf(fastify, request, request.params.task_id)
-    const index = Number(request.query.index ?? '0')
-    const record = await fastify.archive.recordOf(tenant.id, upstreamId)
-    if (record?.status === 'erased' || record?.status === 'expired') {
-      throw gatewayError('content_deleted', { args: [record.status === 'erased' ? 'on request' : 'at the end of their retention'] })
-    }
-    const archived = record?.status === 'archived' ? record.objects.find((object) => object.index === index) : undefined
-    if (record !== null && archived !== undefined) return await sendStored(request, reply, record, archived)
-
-    const snapshot = await fastify.taskStatus.read(upstreamId, request)
-    await fastify.taskStatus.observe({ tenantId: tenant.id, upstreamTaskId: upstreamId, snapshot })
-    if (snapshot.task.status !== 'completed') throw gatewayError('task_not_finished', { args: [String(snapshot.task.status)] })
-    const url = snapshot.task.results?.[index]
-    if (typeof url !== 'string') throw gatewayError('not_found', { args: [`This task has no video ${index}.`], param: 'index' })
-    const closed = new AbortController()
-    reply.raw.once('close', () => closed.abort())
-    let answer
-    try {
-      answer = await fastify.archive.sources.open({ url, range: request.headers.range, signal: closed.signal })
-    } catch (error) {
-      if (error instanceof DownloadFailure) {
-        request.log.warn({ reason: error.message }, 'content: the upstream link could not be streamed')
-        throw gatewayError('upstream_unavailable', { cause: error })
-      }
-      throw error
-    }
-    for (const name of ['content-type', 'content-length', 'content-range', 'accept-ranges'] as const) {
-      const value = answer.headers[name]
-      if (typeof value === 'string') reply.header(name, value)
-    }
-    return await reply.code(answer.statusCode === 206 ? 206 : 200).header('cache-control', 'private, no-cache').send(answer.body)
+    return await sendTaskContent(fastify, { request, reply, tenant, upstreamId, index: Number(request.query.index ?? '0') })
   })
 
   fastify.delete('/tasks/:task_id/content', {

@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { gatewayError } from '../../errors/table.ts'
 import { TaskHeaders, TaskParams, TaskQuery } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { VideoGenerationTask } from '../../schemas/generated/evolink.ts'
-import { matchesIfNoneMatch, progressed, type TaskSnapshot } from '../../features/tasks/snapshot.ts'
-import type { TaskStatus } from '../../features/tasks/status.ts'
+import { matchesIfNoneMatch, type TaskSnapshot } from '../../features/tasks/snapshot.ts'
+import { waitForProgress } from '../../features/tasks/wait.ts'
 import { tenantOf } from '../../features/tenants/auth.ts'
 import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 import type { Tenant } from '../../features/tenants/registry.ts'
@@ -68,33 +68,6 @@ export function upstreamIdOf (fastify: FastifyInstance, request: FastifyRequest,
   const upstreamId = fastify.taskIds.unscope(tenantOf(request).id, scopedId)
   if (upstreamId === null) throw gatewayError('not_found', { args: ['Task not found.'], param: 'task_id' })
   return upstreamId
-}
-
-/**
- * Resolves with the first snapshot whose status or progress differs from
- * `first`, or the latest one at the deadline, when the client leaves or when
- * the app closes.
- */
-async function waitForProgress (options: { taskStatus: TaskStatus, upstreamId: string, first: TaskSnapshot, waitMs: number, reply: FastifyReply }): Promise<TaskSnapshot> {
-  const { taskStatus, first } = options
-  if (first.terminal || options.waitMs === 0 || taskStatus.closing.aborted) return first
-  return await new Promise((resolve, reject) => {
-    let latest = first
-    const stop = taskStatus.follow(options.upstreamId, options.reply, {
-      snapshot (snapshot) {
-        latest = snapshot
-        if (snapshot.terminal || progressed(first, snapshot)) settle(() => resolve(snapshot))
-      },
-      failed (error) { settle(() => reject(error)) },
-      gone () { clearTimeout(timer); resolve(latest) }
-    })
-    const timer = setTimeout(() => settle(() => resolve(latest)), options.waitMs)
-    function settle (answer: () => void): void {
-      clearTimeout(timer)
-      stop()
-      answer()
-    }
-  })
 }
 
 const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {

@@ -1,0 +1,129 @@
+import t from 'tap'
+import OpenAI, { toFile } from 'openai'
+import { request } from 'undici'
+import { makeTenant, startTestGateway } from '../../helpers/gateway.ts'
+import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
+import { sampleVideo } from '../../../src/simulator/media.ts'
+
+/**
+ * The OpenAI Videos dialect as an application written for Sora uses it: the
+ * official `openai` SDK, unmodified (baseURL and apiKey only), against a
+ * listening gateway and a listening simulator.
+ */
+t.test('the official openai SDK against the gateway', async (t) => {
+  const upstream = await startTestSimulator(t, { taskDurationMs: 300 })
+  const acme = makeTenant('acme', { rateLimit: { max: 500, timeWindow: 60_000 }, readRateLimit: { max: 5000, timeWindow: 60_000 } })
+  const globex = makeTenant('globex', { rateLimit: { max: 500, timeWindow: 60_000 }, readRateLimit: { max: 5000, timeWindow: 60_000 } })
+  const limited = makeTenant('limited', { allowedModels: ['veo-3.1-generate-preview'] })
+  const { url } = await startTestGateway(t, {
+    upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex, limited], config: { taskStatusTtlMs: 50 }
+  })
+  const client = (tenant = acme, options: { maxRetries?: number } = {}): OpenAI => new OpenAI({ baseURL: `${url}/v1`, apiKey: tenant.key, ...options })
+  const openai = client()
+
+  const waitForCompletion = async (id: string, sdk = openai) => {
+    let video = await sdk.videos.retrieve(id)
+    for (let attempt = 0; attempt < 100 && (video.status === 'queued' || video.status === 'in_progress'); attempt++) {
+      video = await sdk.videos.retrieve(id, { query: { wait: '1' } } as never)
+    }
+    return video
+  }
+
+  const created = await openai.videos.create({ model: 'sora-2', prompt: 'A cat playing piano', seconds: '8', size: '1280x720' })
+  t.match(created, { object: 'video', status: 'queued', model: 'sora-2', prompt: 'A cat playing piano', seconds: '8', size: '1280x720', error: null, remixed_from_video_id: null, completed_at: null })
+  t.equal(upstream.simulator.tasks.get(acme.id) === undefined, true, 'no upstream id in tenant space')
+
+  t.test('the SDK sent a form; the upstream got the mapped native create', async (t) => {
+    const native = await request(`${url}/v1/tasks/${created.id}`, { headers: { authorization: acme.authorization } })
+    t.equal(native.statusCode, 200, 'one id, readable on both dialects')
+    const task = await native.body.json() as { id: string, model: string }
+    t.equal(task.id, created.id)
+    t.equal(task.model, 'veo-3.1-fast-generate-preview')
+  })
+
+  t.test('retrieve until completed, then the content bytes are the simulator\'s MP4', async (t) => {
+    const video = await waitForCompletion(created.id)
+    t.match(video, { id: created.id, status: 'completed', progress: 100, completed_at: Number, expires_at: Number })
+    const content = await openai.videos.downloadContent(created.id)
+    t.equal(content.headers.get('content-type'), 'video/mp4')
+    t.same(Buffer.from(await content.arrayBuffer()), sampleVideo)
+  })
+
+  t.test('a JSON create (input_reference by URL) goes the same way', async (t) => {
+    const answer = await openai.post('/videos', { body: { model: 'sora-2-pro', prompt: 'A sunrise', input_reference: { image_url: 'https://example.com/first.png' } } }) as OpenAI.Videos.Video
+    t.match(answer, { object: 'video', status: 'queued', model: 'sora-2-pro', seconds: '4', size: '720x1280' })
+  })
+
+  t.test('a file upload is refused: BadRequestError with param', async (t) => {
+    const error = await openai.videos.create({ model: 'sora-2', prompt: 'x', input_reference: await toFile(Buffer.from('not really a png'), 'first.png', { type: 'image/png' }) }).catch((error: unknown) => error)
+    t.ok(error instanceof OpenAI.BadRequestError)
+    t.match(error, { status: 400, param: 'input_reference', code: 'invalid_request', type: 'invalid_request_error', message: /needs a public image URL/ })
+  })
+
+  t.test('list: auto-pagination walks two pages, newest first', async (t) => {
+    const tenant = makeTenant('lister', { rateLimit: { max: 500, timeWindow: 60_000 }, readRateLimit: { max: 5000, timeWindow: 60_000 } })
+    const { url: listerUrl } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [tenant] })
+    const sdk = new OpenAI({ baseURL: `${listerUrl}/v1`, apiKey: tenant.key })
+    const ids: string[] = []
+    for (let index = 0; index < 5; index++) ids.push((await sdk.videos.create({ prompt: `scene ${index}` })).id)
+    const first = await sdk.videos.list({ limit: 3 })
+    t.equal(first.data.length, 3)
+    t.equal(first.has_more, true)
+    const walked: string[] = []
+    for await (const video of sdk.videos.list({ limit: 3 })) walked.push(video.id)
+    t.same(walked, [...ids].reverse(), 'every video once, newest first, across two pages')
+    const ascending: string[] = []
+    for await (const video of sdk.videos.list({ limit: 2, order: 'asc' })) ascending.push(video.id)
+    t.same(ascending, ids)
+  })
+
+  t.test('a second tenant can neither read, list, download nor delete the first\'s videos', async (t) => {
+    const other = client(globex)
+    t.ok(await other.videos.retrieve(created.id).catch((error: unknown) => error) instanceof OpenAI.NotFoundError)
+    t.ok(await other.videos.downloadContent(created.id).catch((error: unknown) => error) instanceof OpenAI.NotFoundError)
+    t.ok(await other.videos.delete(created.id).catch((error: unknown) => error) instanceof OpenAI.NotFoundError)
+    const listed = await other.videos.list()
+    t.same(listed.data, [])
+    t.equal((await openai.videos.retrieve(created.id)).id, created.id, 'still there for its owner')
+  })
+
+  t.test('delete, then retrieve: NotFoundError; delete is idempotent', async (t) => {
+    const video = await openai.videos.create({ prompt: 'to be deleted' })
+    t.same(await openai.videos.delete(video.id), { id: video.id, object: 'video.deleted', deleted: true })
+    t.same(await openai.videos.delete(video.id), { id: video.id, object: 'video.deleted', deleted: true })
+    t.ok(await openai.videos.retrieve(video.id).catch((error: unknown) => error) instanceof OpenAI.NotFoundError)
+    const listed: string[] = []
+    for await (const entry of openai.videos.list()) listed.push(entry.id)
+    t.notOk(listed.includes(video.id))
+  })
+
+  t.test('each error class of the SDK', async (t) => {
+    const badSeconds = await openai.videos.create({ prompt: 'x', seconds: '12' as never }).catch((error: unknown) => error)
+    t.ok(badSeconds instanceof OpenAI.BadRequestError)
+    t.match(badSeconds, { status: 400, param: 'seconds', message: '"seconds" must be one of "4", "6", "8"; got "12".' })
+    const badSize = await openai.videos.create({ prompt: 'x', size: '1792x1024' }).catch((error: unknown) => error)
+    t.match(badSize, { status: 400, param: 'size' })
+    t.ok(await new OpenAI({ baseURL: `${url}/v1`, apiKey: 'vgk_wrong' }).videos.list().catch((error: unknown) => error) instanceof OpenAI.AuthenticationError)
+    const denied = await client(limited).videos.create({ prompt: 'x' }).catch((error: unknown) => error)
+    t.ok(denied instanceof OpenAI.PermissionDeniedError)
+    t.match(denied, { status: 403, param: 'model' })
+    t.ok(await openai.videos.retrieve('task-unknown').catch((error: unknown) => error) instanceof OpenAI.NotFoundError)
+    upstream.simulator.faults.push({ route: 'create', status: 429, headers: { 'retry-after': '0' } })
+    t.ok(await client(acme, { maxRetries: 0 }).videos.create({ prompt: 'x' }).catch((error: unknown) => error) instanceof OpenAI.RateLimitError)
+    upstream.simulator.faults.push({ route: 'create', status: 500 })
+    t.ok(await client(acme, { maxRetries: 0 }).videos.create({ prompt: 'x' }).catch((error: unknown) => error) instanceof OpenAI.InternalServerError)
+    const remix = await openai.videos.remix(created.id, { prompt: 'again' }).catch((error: unknown) => error)
+    t.ok(remix instanceof OpenAI.BadRequestError)
+    t.match(remix, { status: 400, code: 'unsupported_video_operation', message: /Remixing a video .* is not supported by this gateway; supported: POST \/v1\/videos/ })
+    const thumbnail = await openai.videos.downloadContent(created.id, { variant: 'thumbnail' }).catch((error: unknown) => error)
+    t.match(thumbnail, { status: 400, code: 'unsupported_variant', param: 'variant' })
+  })
+
+  t.test('a 429 that the SDK retries by itself, then succeeds', async (t) => {
+    const before = upstream.simulator.calls.create
+    upstream.simulator.faults.push({ route: 'create', status: 429, headers: { 'retry-after': '0' } })
+    const video = await openai.videos.create({ prompt: 'retried' })
+    t.equal(video.status, 'queued')
+    t.equal(upstream.simulator.calls.create - before, 2, 'one refused, one accepted')
+  })
+})
