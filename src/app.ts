@@ -27,6 +27,7 @@ import tenantUsage from './features/usage/plugin.ts'
 import webhooks from './features/webhooks/plugin.ts'
 import { parseDestinationPolicy, type LookupFunction } from './http/destination.ts'
 import tenantAuth from './features/tenants/auth.ts'
+import tenantRegistry from './features/tenants/reload.ts'
 import tenantRateLimit from './features/tenants/rate-limit.ts'
 import requestLogging from './features/observability/request-logging.ts'
 import cors from './plugins/external/cors.ts'
@@ -63,6 +64,14 @@ export interface BuildAppOptions {
   config?: Partial<Config>
   /** tenants as in TENANTS_FILE; when absent, read from `config.tenantsFile` */
   tenants?: readonly TenantDefinition[]
+  /**
+   * The file the tenants are reloaded from (`app.tenantRegistry.reload()`, SIGHUP, a watched change).
+   * Default: `config.tenantsFile` when `tenants` is absent (they were read from it); none otherwise
+   * (the simulator's demo tenant: a reload does nothing). server.ts passes TENANTS_FILE.
+   */
+  tenantsFile?: string | null
+  /** watch `tenantsFile`'s directory and reload on changes (server.ts turns it on; default off) */
+  watchTenantsFile?: boolean
   /**
    * Where and how much to log; merged over the production options (redaction,
    * serializers), which always apply. `false`: no logging. Default: stdout at `config.logLevel`.
@@ -127,6 +136,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   const seams = options.seams ?? {}
   if (config.evolinkApiKey === '') throw new ConfigError('EVOLINK_API_KEY is empty (server.ts starts the simulator in that case; buildApp needs an upstream and its key)')
   const secrets = requireGatewaySecrets(config)
+  const tenantsFile = options.tenantsFile ?? (options.tenants === undefined ? requireTenantsFile(config) : null)
   const tenants = options.tenants ?? readTenantsFile(requireTenantsFile(config))
   const registry = buildTenantRegistry(tenants)
   let openaiAliases
@@ -214,7 +224,8 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     now: seams.clock
   })
   await app.register(taskIndex, { maxEntriesPerTenant: config.taskIndexMaxPerTenant, retentionMs: taskIndexRetentionMs, now: seams.clock })
-  await app.register(browserTokens, { secrets, registry, now: seams.clock })
+  await app.register(tenantRegistry, { registry, file: tenantsFile, watch: options.watchTenantsFile, now: seams.clock })
+  await app.register(browserTokens, { secrets, now: seams.clock })
   await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: seams.clock })
   await app.register(webhooks, {
     publicBaseUrl: config.publicBaseUrl,
@@ -222,13 +233,11 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     maxAttempts: config.webhookMaxAttempts,
     timeoutMs: config.webhookTimeoutMs,
     registrationTtlMs: config.webhookRegistrationTtlMs,
-    tenants: registry.tenants,
     pollIntervalMs: config.webhookPollIntervalMs,
     now: seams.clock,
     lookup: seams.dnsLookup
   })
   await app.register(tenantAuth, {
-    registry,
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
   })
   await app.register(tenantRateLimit)

@@ -34,7 +34,15 @@ for (const setting of findUnknownSettings(process.env)) logger.warn({ setting: s
 
 try {
   const runtime = await prepareRuntime(config, logger)
-  const app = await buildApp({ config: runtime.config, tenants: runtime.tenants, loggerInstance: logger, demoTenantId: runtime.demoTenantId ?? undefined })
+  const app = await buildApp({
+    config: runtime.config,
+    tenants: runtime.tenants,
+    // Reloaded on SIGHUP and when the file changes (the embedded demo tenant has no file: nothing to reload).
+    tenantsFile: config.tenantsFile === '' ? null : config.tenantsFile,
+    watchTenantsFile: true,
+    loggerInstance: logger,
+    demoTenantId: runtime.demoTenantId ?? undefined
+  })
 
   // Explicit bounds on slow, idle and too many clients (slowloris, dribbled bodies, floods).
   app.server.headersTimeout = config.serverHeadersTimeoutMs
@@ -53,7 +61,8 @@ try {
   // Uncaught errors: close-with-grace closes (within SHUTDOWN_GRACE_MS) and exits 1. Signals are
   // handled below, because close-with-grace exits at once on a second signal, and a supervisor that
   // signals the whole process group (npm, the shell, node) delivers SIGTERM to node twice.
-  closeWithGrace({ delay: config.shutdownGraceMs, logger, skip: ['SIGTERM', 'SIGINT'] }, async ({ err }) => {
+  // SIGHUP reloads the tenants file and never stops the process.
+  closeWithGrace({ delay: config.shutdownGraceMs, logger, skip: ['SIGTERM', 'SIGINT', 'SIGHUP'] }, async ({ err }) => {
     logger.error({ err }, 'closing after an uncaught error')
     await app.close()
     await closeTheRest()
@@ -104,6 +113,11 @@ try {
   }
   process.on('SIGTERM', shutDown)
   process.on('SIGINT', shutDown)
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'SIGHUP received: reloading the tenants file')
+    // reload() never rejects: a bad file is logged and counted, the running tenants stay.
+    app.tenantRegistry.reload().catch(() => {}).finally(() => { logStream.flushSync() })
+  })
 
   // Node's default accept queue (511) overflowed when 1,000 clients connected at once in the
   // bench's polling storm (kernel ListenOverflows, then SYN retries of seconds); the kernel caps it at somaxconn.

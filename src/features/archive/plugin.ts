@@ -145,7 +145,7 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
   async function enqueue (sighting: TaskSighting): Promise<void> {
     const { tenantId, upstreamTaskId, snapshot } = sighting
     if (storage === null || snapshot.task.status !== 'completed' || queuedHere.has(upstreamTaskId)) return
-    const tenant = fastify.tenantRegistry.byId.get(tenantId)
+    const tenant = fastify.tenantRegistry.current.byId.get(tenantId)
     if (tenant === undefined || !settingsOf(tenant).enabled) return
     const results = Array.isArray(snapshot.task.results) ? snapshot.task.results.filter((url): url is string => typeof url === 'string') : []
     if (results.length === 0) return
@@ -212,7 +212,7 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
       await records.save(record, ttlOf(record, now()))
     }
     const at = now()
-    const tenant = fastify.tenantRegistry.byId.get(record.tenantId)
+    const tenant = fastify.tenantRegistry.current.byId.get(record.tenantId)
     const retentionDays = tenant === undefined ? options.defaults.retentionDays : settingsOf(tenant).retentionDays
     const archived: ArchiveRecord = { ...record, status: 'archived', archivedAt: at, updatedAt: at, lastError: null, retainUntil: retentionDays === 0 ? null : at + retentionDays * msPerDay }
     await records.save(archived, ttlOf(archived, at))
@@ -329,7 +329,7 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
     const query = request.query as { index?: string, tenant?: string, expires?: string, signature?: string }
     const expires = Number(query.expires)
     const index = Number(query.index ?? '0')
-    const tenant = query.tenant === undefined ? undefined : fastify.tenantRegistry.byId.get(query.tenant)
+    const tenant = query.tenant === undefined ? undefined : fastify.tenantRegistry.current.byId.get(query.tenant)
     const link = { tenantId: query.tenant ?? '', taskId: (request.params as { task_id?: string }).task_id ?? '', index, expires }
     if (tenant === undefined || !Number.isSafeInteger(expires) || !Number.isSafeInteger(index) || !signer.verify(link, query.signature ?? '')) {
       throw gatewayError('invalid_link', { param: 'signature' })

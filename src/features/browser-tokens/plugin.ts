@@ -5,13 +5,12 @@ import { effectiveRequest } from '../../models/index.ts'
 import type { CreateGenerationBody } from '../../schemas/generation.ts'
 import { createBrowserTokenSigner, type BrowserTokenGrant, type BrowserTokenSigner } from './token.ts'
 import { memoryTokenCreateCounter, redisTokenCreateCounter } from './create-counter.ts'
-import type { Tenant, TenantRegistry } from '../tenants/registry.ts'
+import type { ResolvedRateLimit, Tenant } from '../tenants/registry.ts'
 import { limitExceeded } from '../../plugins/external/rate-limit.ts'
 
 export interface BrowserTokensOptions {
   /** GATEWAY_SECRET's list: the first signs, all verify */
   secrets: readonly string[]
-  registry: TenantRegistry
   /** without Redis: how many tokens' create counts are kept */
   memoryMaxTokens?: number
   /** the token clock (ms); tests mint tokens that are already expired */
@@ -52,22 +51,31 @@ async function browserTokensPlugin (fastify: FastifyInstance, options: BrowserTo
   const counter = fastify.redis === null
     ? memoryTokenCreateCounter({ maxTokens: options.memoryMaxTokens ?? 10_000, now: options.now })
     : redisTokenCreateCounter({ redis: fastify.redis, keyPrefix: fastify.redisKeys.tokenCreates })
-  // One limiter per tenant that sets an end-user limit: its window is the tenant's own.
-  const endUserLimiters = new Map(options.registry.tenants
-    .filter((tenant): tenant is Tenant & { endUserRateLimit: NonNullable<Tenant['endUserRateLimit']> } => tenant.endUserRateLimit !== null)
-    .map((tenant) => [tenant.id, {
-      plan: tenant.endUserRateLimit,
+  // One limiter per tenant that sets an end-user limit: its window is the tenant's own. Made when first
+  // needed and kept while the plan stays the same, so that a tenants reload that changes nothing else keeps the counts.
+  const endUserLimiters = new Map<string, { plan: ResolvedRateLimit, limit: ReturnType<FastifyInstance['createRateLimit']> }>()
+  function endUserLimiterOf (tenant: Tenant): { plan: ResolvedRateLimit, limit: ReturnType<FastifyInstance['createRateLimit']> } | undefined {
+    const plan = tenant.endUserRateLimit
+    if (plan === null) return undefined
+    const known = endUserLimiters.get(tenant.id)
+    if (known !== undefined && known.plan.max === plan.max && known.plan.timeWindowMs === plan.timeWindowMs) return known
+    const limiter = {
+      plan,
       limit: fastify.createRateLimit({
-        max: tenant.endUserRateLimit.max,
-        timeWindow: tenant.endUserRateLimit.timeWindowMs,
+        max: plan.max,
+        timeWindow: plan.timeWindowMs,
         keyGenerator: (request: FastifyRequest) => `end-user:${tenant.id}:${request.browserToken?.endUser ?? ''}`
       })
-    }]))
+    }
+    endUserLimiters.set(tenant.id, limiter)
+    return limiter
+  }
 
   fastify.decorateRequest('browserToken', null)
 
   async function limitEndUser (request: FastifyRequest, grant: BrowserTokenGrant): Promise<void> {
-    const limiter = grant.endUser === null ? undefined : endUserLimiters.get(grant.tenantId)
+    // The tenant the request authenticated as (a reload during the request does not change it).
+    const limiter = grant.endUser === null || request.tenant === null ? undefined : endUserLimiterOf(request.tenant)
     if (limiter === undefined) return
     const limit = await limiter.limit(request)
     if (limit.isAllowed === false && limit.isExceeded) {

@@ -3,10 +3,9 @@ import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 
 import { gatewayError, type GatewayError } from '../../errors/table.ts'
 import { looksLikeToken, TokenRejection, type BrowserTokenGrant, type TokenOperation } from '../browser-tokens/token.ts'
 import { limitExceeded } from '../../plugins/external/rate-limit.ts'
-import { tenantKeyHash, type Tenant, type TenantRegistry } from './registry.ts'
+import { tenantKeyHash, type Tenant } from './registry.ts'
 
 export interface TenantAuthOptions {
-  registry: TenantRegistry
   /** per client IP, for requests without a valid key */
   unauthenticatedRateLimit: { max: number, timeWindowMs: number }
 }
@@ -15,7 +14,6 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook: sets `request.tenant` from `Authorization: Bearer <key or token>` or answers 401 */
     authenticateTenant: onRequestAsyncHookHandler
-    tenantRegistry: TenantRegistry
   }
   interface FastifyRequest {
     tenant: Tenant | null
@@ -52,13 +50,13 @@ function isForeignOrigin (request: FastifyRequest, origin: string): boolean {
 }
 
 async function tenantAuthPlugin (fastify: FastifyInstance, options: TenantAuthOptions): Promise<void> {
-  const { registry } = options
+  // Read per request, never kept: a reload (tenants/reload.ts) applies to the next request.
+  const { tenantRegistry } = fastify
   const { max, timeWindowMs } = options.unauthenticatedRateLimit
   const limitUnauthenticated = fastify.createRateLimit({ max, timeWindow: timeWindowMs })
   const unauthorizedHeaders = { 'www-authenticate': 'Bearer realm="video-gateway"' }
   const invalidTokenHeaders = { 'www-authenticate': 'Bearer realm="video-gateway", error="invalid_token"' }
 
-  fastify.decorate('tenantRegistry', registry)
   fastify.decorateRequest('tenant', null)
 
   /** Counts a failed attempt against the client IP (keys and tokens cannot be guessed at speed), then refuses. */
@@ -81,7 +79,7 @@ async function tenantAuthPlugin (fastify: FastifyInstance, options: TenantAuthOp
       if (error.reason === 'expired') throw refusal
       return await refuseUnauthenticated(request, refusal)
     }
-    const tenant = registry.byId.get(grant.tenantId)
+    const tenant = tenantRegistry.current.byId.get(grant.tenantId)
     if (tenant === undefined) {
       throw gatewayError('invalid_token', { args: ['The token\'s tenant no longer exists.'], headers: invalidTokenHeaders })
     }
@@ -108,7 +106,7 @@ async function tenantAuthPlugin (fastify: FastifyInstance, options: TenantAuthOp
     const credential = presentedCredential(request)
     if (credential === null) return await refuseUnauthenticated(request, gatewayError('unauthorized', { headers: unauthorizedHeaders }))
     // The lookup is by hash, so no secret is ever compared byte by byte here.
-    const tenant = registry.byKeyHash.get(tenantKeyHash(credential))
+    const tenant = tenantRegistry.current.byKeyHash.get(tenantKeyHash(credential))
     if (tenant !== undefined) {
       // Known even when refused below: the log names it, and CORS answers by its origins.
       request.tenant = tenant
@@ -126,4 +124,4 @@ async function tenantAuthPlugin (fastify: FastifyInstance, options: TenantAuthOp
   })
 }
 
-export default fp(tenantAuthPlugin, { name: 'tenant-auth', fastify: '5.x', dependencies: ['rate-limit', 'browser-tokens'] })
+export default fp(tenantAuthPlugin, { name: 'tenant-auth', fastify: '5.x', dependencies: ['rate-limit', 'browser-tokens', 'tenant-registry'] })

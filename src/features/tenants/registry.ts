@@ -123,6 +123,11 @@ export function readTenantsFile (path: string): TenantDefinition[] {
   } catch (error) {
     throw new TenantsFileError(`TENANTS_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error })
   }
+  return parseTenantsFile(text, path)
+}
+
+/** The tenants of a tenants file's text, checked against the schema (start-up and reloads alike). */
+export function parseTenantsFile (text: string, path: string): TenantDefinition[] {
   let parsed: unknown
   try {
     parsed = JSON.parse(text)

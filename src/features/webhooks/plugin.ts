@@ -17,8 +17,6 @@ export interface WebhooksOptions {
   timeoutMs: number
   /** how long a registration waits for its callback, and how long deliveries are kept */
   registrationTtlMs: number
-  /** the tenants, for their signing secrets at delivery time (a rotated secret applies to pending retries too) */
-  tenants: readonly Tenant[]
   /** clock of the retry schedule (default Date.now) */
   now?: () => number
   /** DNS lookup of webhook destinations (default dns.lookup) */
@@ -99,7 +97,6 @@ function eventTypeOf (snapshot: TaskSnapshot): string {
 
 async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOptions): Promise<void> {
   const now = options.now ?? Date.now
-  const secretsOf = new Map(options.tenants.map((tenant) => [tenant.id, tenant.webhookSecrets]))
   const store = fastify.redis === null
     ? createMemoryWebhookStore({ now })
     : createRedisWebhookStore({ redis: fastify.redis, keyPrefix: fastify.redisKeys.webhook })
@@ -113,7 +110,8 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
     pollIntervalMs: options.pollIntervalMs ?? 1000,
     log: fastify.log,
     async attempt (delivery, signal) {
-      const secrets = secretsOf.get(delivery.tenantId) ?? []
+      // The tenants as they are now, at delivery time: a rotated secret (a reload) applies to pending retries too.
+      const secrets = fastify.tenantRegistry.current.byId.get(delivery.tenantId)?.webhookSecrets ?? []
       // The tenant was removed or lost its secrets: nothing can be signed.
       if (secrets.length === 0) return { statusCode: null, error: 'the tenant has no webhook secret' }
       return await sender.send({ id: delivery.id, url: delivery.url, payload: delivery.payload, secrets }, signal)
@@ -151,11 +149,11 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
     await fastify.taskStatus.observe({ tenantId: registration.tenantId, upstreamTaskId: registration.upstreamTaskId, snapshot })
   }
 
-  const tenantsById = new Map(options.tenants.map((tenant) => [tenant.id, tenant]))
   // Tenant-level endpoints (tenants file `webhookEndpoints`): every task of the tenant that ends is an event,
   // queued once per endpoint (across instances too), on the same queue, retries and SSRF guard as callback_url's.
   fastify.taskStatus.onFinished(async ({ tenantId, upstreamTaskId, snapshot }) => {
-    const endpoints = tenantsById.get(tenantId)?.webhookEndpoints ?? []
+    // The current tenants (a reload may have added or removed endpoints).
+    const endpoints = fastify.tenantRegistry.current.byId.get(tenantId)?.webhookEndpoints ?? []
     if (endpoints.length === 0) return
     const type = snapshot.task.status === 'completed' ? 'video.completed' : 'video.failed'
     const taskId = fastify.taskIds.scope(tenantId, upstreamTaskId)
@@ -249,4 +247,4 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   })
 }
 
-export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-ids'] })
+export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-ids', 'tenant-registry'] })

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import cors, { type FastifyCorsOptions } from '@fastify/cors'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { TenantRegistry } from '../../features/tenants/registry.ts'
 
 const exposedHeaders = [
   'x-request-id', 'retry-after', 'ratelimit', 'ratelimit-policy',
@@ -14,10 +15,22 @@ const exposedHeaders = [
  * origin some tenant allows (it grants nothing by itself: the real request
  * still needs a key and that tenant's origin).
  */
+function allOrigins (registry: TenantRegistry): ReadonlySet<string> {
+  return new Set(registry.tenants.flatMap((tenant) => [...(tenant.allowedOrigins ?? [])]))
+}
+
 async function corsPlugin (fastify: FastifyInstance): Promise<void> {
-  const anyTenantOrigins = new Set(fastify.tenantRegistry.tenants.flatMap((tenant) => [...(tenant.allowedOrigins ?? [])]))
-  // No tenant serves a browser: no CORS header is ever due, so no hook runs at all.
-  if (anyTenantOrigins.size === 0) return
+  const { tenantRegistry } = fastify
+  // Every origin some tenant allows, worked out again only when a reload swapped the registry.
+  let originsOf = tenantRegistry.current
+  let origins = allOrigins(originsOf)
+  function anyTenantOrigins (): ReadonlySet<string> {
+    if (originsOf !== tenantRegistry.current) {
+      originsOf = tenantRegistry.current
+      origins = allOrigins(originsOf)
+    }
+    return origins
+  }
   const denied: FastifyCorsOptions = { origin: false }
 
   await fastify.register(cors, {
@@ -26,7 +39,7 @@ async function corsPlugin (fastify: FastifyInstance): Promise<void> {
       const origin = request.headers.origin
       if (origin === undefined) return callback(null, denied)
       const allowed = request.method === 'OPTIONS'
-        ? anyTenantOrigins.has(origin)
+        ? anyTenantOrigins().has(origin)
         : request.tenant?.allowedOrigins?.has(origin) === true
       if (!allowed) return callback(null, denied)
       callback(null, {
@@ -49,7 +62,7 @@ async function corsPlugin (fastify: FastifyInstance): Promise<void> {
   fastify.addHook('onSend', (request, reply, payload, done) => {
     const origin = request.headers.origin
     if (origin !== undefined && reply.statusCode >= 400 && !reply.hasHeader('access-control-allow-origin')) {
-      const allowed = request.tenant === null ? anyTenantOrigins.has(origin) : request.tenant.allowedOrigins?.has(origin) === true
+      const allowed = request.tenant === null ? anyTenantOrigins().has(origin) : request.tenant.allowedOrigins?.has(origin) === true
       if (allowed) {
         reply.headers({ 'access-control-allow-origin': origin, 'access-control-expose-headers': exposed })
         if (!reply.hasHeader('vary')) reply.header('vary', 'Origin')
@@ -59,4 +72,4 @@ async function corsPlugin (fastify: FastifyInstance): Promise<void> {
   })
 }
 
-export default fp(corsPlugin, { name: 'cors', fastify: '5.x', dependencies: ['tenant-auth'] })
+export default fp(corsPlugin, { name: 'cors', fastify: '5.x', dependencies: ['tenant-auth', 'tenant-registry'] })

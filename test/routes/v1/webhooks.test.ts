@@ -306,7 +306,7 @@ t.test('a callback for a task the upstream does not report finished relays nothi
 t.test('a callback that comes before the create\'s answer is registered is 409, and the upstream\'s retry delivers', async (t) => {
   const h = await harness(t)
   // The create's steps one by one, as the route takes them: prepare, reserve, (the upstream call), register.
-  const tenant = h.app.tenantRegistry.byId.get(h.acme.id)!
+  const tenant = h.app.tenantRegistry.current.byId.get(h.acme.id)!
   const prepared = await h.app.webhooks.prepare(tenant, h.receiver.url)
   await prepared.reserve()
   const callbackPath = new URL(prepared.upstreamCallbackUrl).pathname
