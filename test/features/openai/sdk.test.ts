@@ -16,7 +16,7 @@ t.test('the official openai SDK against the gateway', async (t) => {
   const globex = makeTenant('globex', { rateLimit: { max: 500, timeWindow: 60_000 }, readRateLimit: { max: 5000, timeWindow: 60_000 } })
   const limited = makeTenant('limited', { allowedModels: ['veo-3.1-generate-preview'] })
   const { url } = await startTestGateway(t, {
-    upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex, limited], config: { taskStatusTtlMs: 50 }
+    upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme, globex, limited], config: { taskStatusTtlMs: 50, archiveAllowedSources: '127.0.0.0/8' }
   })
   const client = (tenant = acme, options: { maxRetries?: number } = {}): OpenAI => new OpenAI({ baseURL: `${url}/v1`, apiKey: tenant.key, ...options })
   const openai = client()
