@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { ConfigError, requireGatewaySecrets, requireTenantsFile, type Config } from './config.ts'
@@ -67,7 +69,7 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
       publicBaseUrl: config.publicBaseUrl === '' ? loopbackBaseUrl(config) : config.publicBaseUrl,
       webhookAllowedDestinations: config.webhookAllowedDestinations === '' ? '127.0.0.0/8,::1/128' : config.webhookAllowedDestinations,
       // The whole loop offline: finished videos are archived on disk, from the simulator on loopback.
-      archiveDir: config.archiveDir === '' && config.archiveS3Bucket === '' ? 'data/archive' : config.archiveDir,
+      archiveDir: config.archiveDir === '' && config.archiveS3Bucket === '' ? join(tmpdir(), 'video-gateway-archive') : config.archiveDir,
       archiveAllowedSources: config.archiveAllowedSources === '' ? '127.0.0.0/8,::1/128' : config.archiveAllowedSources
     },
     tenants,

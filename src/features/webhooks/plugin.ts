@@ -95,6 +95,22 @@ function eventTypeOf (snapshot: TaskSnapshot): string {
   return `video.generation.task.${String(snapshot.task.status)}`
 }
 
+/** A delivery queued to go at once; its id is the `webhook-id` of every attempt. */
+function newDelivery (event: Pick<Delivery, 'tenantId' | 'taskId' | 'upstreamTaskId' | 'url' | 'eventType' | 'payload'> & { at: number }): Delivery {
+  const { at, ...fields } = event
+  return {
+    id: 'msg_' + randomBytes(16).toString('base64url'),
+    ...fields,
+    status: 'pending',
+    attemptsInRound: 0,
+    attempts: [],
+    nextAttemptAt: at,
+    failureReason: null,
+    createdAt: at,
+    updatedAt: at
+  }
+}
+
 async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOptions): Promise<void> {
   const now = options.now ?? Date.now
   const store = fastify.redis === null
@@ -127,22 +143,15 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       data: { ...snapshot.task, id: registration.taskId }
     })
     const at = now()
-    const { created } = await store.createDelivery(hash, {
-      id: 'msg_' + randomBytes(16).toString('base64url'),
+    const { created } = await store.createDelivery(hash, newDelivery({
       tenantId: registration.tenantId,
       taskId: registration.taskId,
       upstreamTaskId: registration.upstreamTaskId,
       url: registration.url,
       eventType: eventTypeOf(snapshot),
       payload,
-      status: 'pending',
-      attemptsInRound: 0,
-      attempts: [],
-      nextAttemptAt: at,
-      failureReason: null,
-      createdAt: at,
-      updatedAt: at
-    }, options.registrationTtlMs)
+      at
+    }), options.registrationTtlMs)
     if (!created) return
     worker.wake()
     // The delivery is queued already; observe() never throws, so a listener cannot make the upstream call back again.
@@ -160,27 +169,19 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
     const at = now()
     for (const [index, endpoint] of endpoints.entries()) {
       if (!endpoint.events.includes(type)) continue
-      const id = 'msg_' + randomBytes(16).toString('base64url')
       const payload = endpoint.format === 'openai'
         ? JSON.stringify({ id: 'evt_' + randomBytes(16).toString('base64url'), object: 'event', type, created_at: Math.floor(at / 1000), data: { id: taskId } })
         : JSON.stringify({ type: eventTypeOf(snapshot), timestamp: new Date(at).toISOString(), data: { ...snapshot.task, id: taskId } })
       const once = createHash('sha256').update(`endpoint\n${tenantId}\n${upstreamTaskId}\n${index}\n${endpoint.url}`).digest('hex')
-      const { created } = await fromStore(async () => await store.createDelivery(once, {
-        id,
+      const { created } = await fromStore(async () => await store.createDelivery(once, newDelivery({
         tenantId,
         taskId,
         upstreamTaskId,
         url: endpoint.url,
         eventType: endpoint.format === 'openai' ? type : eventTypeOf(snapshot),
         payload,
-        status: 'pending',
-        attemptsInRound: 0,
-        attempts: [],
-        nextAttemptAt: at,
-        failureReason: null,
-        createdAt: at,
-        updatedAt: at
-      }, options.registrationTtlMs))
+        at
+      }), options.registrationTtlMs))
       if (created) worker.wake()
     }
   })
