@@ -19,11 +19,11 @@ interface Harness {
   acme: TestTenant
   other: TestTenant
   push (fault: Fault): void
-  call (tenant: TestTenant | null, method: string, path: string, headers?: Record<string, string>): Promise<{ statusCode: number, headers: Record<string, unknown>, body: string, bytes: Buffer }>
+  send (tenant: TestTenant | null, method: string, path: string, headers?: Record<string, string>): Promise<{ statusCode: number, headers: Record<string, unknown>, body: string, bytes: Buffer }>
 }
 
 /** A listening gateway archiving into a fresh directory, against the real simulator (tasks finish at once). */
-async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>[1], config?: Record<string, unknown> } = {}): Promise<Harness> {
+async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>[1], config?: Record<string, unknown>, clock?: () => number } = {}): Promise<Harness> {
   const simulator = await startTestSimulator(t, { taskDurationMs: 0 })
   const dir = await mkdtemp(join(tmpdir(), 'vg-archive-flow-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
@@ -34,9 +34,9 @@ async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, other],
     config: { archiveDir: dir, archiveAllowedSources: '127.0.0.0/8', archivePollIntervalMs: 20, archiveRetryBaseDelayMs: 20, ...options.config },
-    ...(process.env.ARCHIVE_DEBUG === '1' ? { logger: { level: 'debug', stream: process.stderr } } : {})
+    ...(options.clock === undefined ? {} : { seams: { clock: options.clock } })
   })
-  async function call (tenant: TestTenant | null, method: string, path: string, headers: Record<string, string> = {}): Promise<{ statusCode: number, headers: Record<string, unknown>, body: string, bytes: Buffer }> {
+  async function send (tenant: TestTenant | null, method: string, path: string, headers: Record<string, string> = {}): Promise<{ statusCode: number, headers: Record<string, unknown>, body: string, bytes: Buffer }> {
     const answer = await request(url + path, {
       method: method as 'GET',
       headers: { ...(tenant === null ? {} : { authorization: tenant.authorization }), ...headers, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
@@ -45,15 +45,15 @@ async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>
     const bytes = Buffer.from(await answer.body.arrayBuffer())
     return { statusCode: answer.statusCode, headers: answer.headers as Record<string, unknown>, body: bytes.toString('utf8'), bytes }
   }
-  return { url, dir, acme, other, push: (fault) => simulator.simulator.faults.push(fault), call }
+  return { url, dir, acme, other, push: (fault) => simulator.simulator.faults.push(fault), send }
 }
 
 /** Creates a task and reads it until its archive leaves `pending` (the read is what queues it). */
 async function createAndArchive (h: Harness): Promise<{ id: string, task: Record<string, any> }> {
-  const created = await h.call(h.acme, 'POST', '/v1/videos/generations')
+  const created = await h.send(h.acme, 'POST', '/v1/videos/generations')
   const id = JSON.parse(created.body).id as string
   for (let i = 0; i < 500; i++) {
-    const read = await h.call(h.acme, 'GET', `/v1/tasks/${id}`)
+    const read = await h.send(h.acme, 'GET', `/v1/tasks/${id}`)
     const task = JSON.parse(read.body)
     if (task.archive !== undefined && task.archive.status !== 'pending') return { id, task }
     await sleep(20)
@@ -79,7 +79,7 @@ t.test('a read archives the task; its results become signed gateway links that s
   t.same([...link.searchParams.keys()].sort(), ['expires', 'index', 'signature', 'tenant'])
   t.same(await filesIn(h.dir), ['0.mp4'], 'one object, no temp file')
 
-  const video = await h.call(null, 'GET', link.pathname + link.search)
+  const video = await h.send(null, 'GET', link.pathname + link.search)
   t.equal(video.statusCode, 200, 'a signed link needs no Authorization')
   t.same(video.bytes, sampleVideo)
   t.equal(video.headers['content-type'], 'video/mp4')
@@ -87,19 +87,19 @@ t.test('a read archives the task; its results become signed gateway links that s
   t.equal(video.headers.etag, `"${sampleSha256}"`, 'the ETag is the SHA-256 computed on the way in')
   t.equal(video.headers['accept-ranges'], 'bytes')
 
-  const part = await h.call(h.acme, 'GET', `/v1/tasks/${id}/content`, { range: 'bytes=10-19' })
+  const part = await h.send(h.acme, 'GET', `/v1/tasks/${id}/content`, { range: 'bytes=10-19' })
   t.equal(part.statusCode, 206)
   t.equal(part.headers['content-range'], `bytes 10-19/${sampleVideo.length}`)
   t.same(part.bytes, sampleVideo.subarray(10, 20))
-  const tail = await h.call(h.acme, 'GET', `/v1/tasks/${id}/content`, { range: 'bytes=-5' })
+  const tail = await h.send(h.acme, 'GET', `/v1/tasks/${id}/content`, { range: 'bytes=-5' })
   t.same(tail.bytes, sampleVideo.subarray(-5))
-  const notModified = await h.call(h.acme, 'GET', `/v1/tasks/${id}/content`, { 'if-none-match': `"${sampleSha256}"` })
+  const notModified = await h.send(h.acme, 'GET', `/v1/tasks/${id}/content`, { 'if-none-match': `"${sampleSha256}"` })
   t.equal(notModified.statusCode, 304)
-  const outside = await h.call(h.acme, 'GET', `/v1/tasks/${id}/content`, { range: `bytes=${sampleVideo.length + 10}-` })
+  const outside = await h.send(h.acme, 'GET', `/v1/tasks/${id}/content`, { range: `bytes=${sampleVideo.length + 10}-` })
   assertErrorResponse(t, outside, { status: 416, code: 'range_not_satisfiable', type: 'invalid_request_error', message: `The Range "bytes=${sampleVideo.length + 10}-" is outside the video (${sampleVideo.length} bytes).` })
   t.equal(outside.headers['content-range'], `bytes */${sampleVideo.length}`)
 
-  const usage = JSON.parse((await h.call(h.acme, 'GET', '/v1/usage')).body)
+  const usage = JSON.parse((await h.send(h.acme, 'GET', '/v1/usage')).body)
   t.equal(usage.total.archived_videos, 1)
   t.equal(usage.total.archived_bytes, sampleVideo.length)
 })
@@ -110,67 +110,52 @@ t.test('signed links: tampered, expired and another tenant\'s are refused in the
   const link = new URL(task.results[0])
   const tampered = new URL(link)
   tampered.searchParams.set('index', '1')
-  assertErrorResponse(t, await h.call(null, 'GET', tampered.pathname + tampered.search), { status: 403, code: 'invalid_link', type: 'permission_error', message: 'This content link is not valid: its signature does not match.', param: 'signature' })
+  assertErrorResponse(t, await h.send(null, 'GET', tampered.pathname + tampered.search), { status: 403, code: 'invalid_link', type: 'permission_error', message: 'This content link is not valid: its signature does not match.', param: 'signature' })
   const otherTenant = new URL(link)
   otherTenant.searchParams.set('tenant', h.other.id)
-  assertErrorResponse(t, await h.call(null, 'GET', otherTenant.pathname + otherTenant.search), { status: 403, code: 'invalid_link', type: 'permission_error', message: 'This content link is not valid: its signature does not match.', param: 'signature' })
+  assertErrorResponse(t, await h.send(null, 'GET', otherTenant.pathname + otherTenant.search), { status: 403, code: 'invalid_link', type: 'permission_error', message: 'This content link is not valid: its signature does not match.', param: 'signature' })
   const expired = new URL(link)
   expired.searchParams.set('expires', '1700000000')
-  assertErrorResponse(t, await h.call(null, 'GET', expired.pathname + expired.search), { status: 403, code: 'invalid_link', type: 'permission_error', message: 'This content link is not valid: its signature does not match.', param: 'signature' })
-  assertErrorResponse(t, await h.call(h.other, 'GET', `/v1/tasks/${id}/content`), { status: 404, code: 'not_found', type: 'invalid_request_error', message: 'Task not found.', param: 'task_id' })
-  assertErrorResponse(t, await h.call(null, 'GET', `/v1/tasks/${id}/content`), { status: 401, code: 'unauthorized', type: 'authentication_error', message: 'Missing or invalid API key. Send `Authorization: Bearer <tenant key>`.' })
+  assertErrorResponse(t, await h.send(null, 'GET', expired.pathname + expired.search), { status: 403, code: 'invalid_link', type: 'permission_error', message: 'This content link is not valid: its signature does not match.', param: 'signature' })
+  assertErrorResponse(t, await h.send(h.other, 'GET', `/v1/tasks/${id}/content`), { status: 404, code: 'not_found', type: 'invalid_request_error', message: 'Task not found.', param: 'task_id' })
+  assertErrorResponse(t, await h.send(null, 'GET', `/v1/tasks/${id}/content`), { status: 401, code: 'unauthorized', type: 'authentication_error', message: 'Missing or invalid API key. Send `Authorization: Bearer <tenant key>`.' })
 })
 
 t.test('a link past its expiry is refused as expired', async (t) => {
   // A link lifetime of one minute, on a clock moved past it.
   let offset = 0
-  const simulator = await startTestSimulator(t, { taskDurationMs: 0 })
-  const dir = await mkdtemp(join(tmpdir(), 'vg-archive-expiry-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const acme = makeTenant('acme')
-  const { url } = await startTestGateway(t, {
-    upstreamUrl: simulator.url,
-    upstreamKey: TEST_UPSTREAM_KEY,
-    tenants: [acme],
-    config: { archiveDir: dir, archiveAllowedSources: '127.0.0.0/8', archivePollIntervalMs: 20, archiveLinkTtlMs: 60_000 },
-    seams: { clock: () => Date.now() + offset }
-  })
-  const h = { url, dir, acme, other: acme, push: () => {}, call: async (tenant: TestTenant | null, method: string, path: string) => {
-    const answer = await request(url + path, { method: method as 'GET', headers: tenant === null ? {} : { authorization: tenant.authorization, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) }, ...(method === 'POST' ? { body: JSON.stringify(validBody) } : {}) })
-    const bytes = Buffer.from(await answer.body.arrayBuffer())
-    return { statusCode: answer.statusCode, headers: answer.headers as Record<string, unknown>, body: bytes.toString('utf8'), bytes }
-  } }
+  const h = await harness(t, { config: { archiveLinkTtlMs: 60_000 }, clock: () => Date.now() + offset })
   const { task } = await createAndArchive(h)
   const link = new URL(task.results[0])
   const expires = Number(link.searchParams.get('expires'))
   offset = expires * 1000 - Date.now() + 1000
-  assertErrorResponse(t, await h.call(null, 'GET', link.pathname + link.search), { status: 403, code: 'link_expired', type: 'permission_error', message: `This content link expired at ${new Date(expires * 1000).toISOString()}; read the task again for a fresh one.`, param: 'expires' })
+  assertErrorResponse(t, await h.send(null, 'GET', link.pathname + link.search), { status: 403, code: 'link_expired', type: 'permission_error', message: `This content link expired at ${new Date(expires * 1000).toISOString()}; read the task again for a fresh one.`, param: 'expires' })
 })
 
 t.test('erasure: 204, idempotent, content 410, never archived again, upstream links shown', async (t) => {
   const h = await harness(t)
   const { id } = await createAndArchive(h)
-  t.equal((await h.call(h.acme, 'DELETE', `/v1/tasks/${id}/content`)).statusCode, 204)
-  t.equal((await h.call(h.acme, 'DELETE', `/v1/tasks/${id}/content`)).statusCode, 204, 'idempotent')
+  t.equal((await h.send(h.acme, 'DELETE', `/v1/tasks/${id}/content`)).statusCode, 204)
+  t.equal((await h.send(h.acme, 'DELETE', `/v1/tasks/${id}/content`)).statusCode, 204, 'idempotent')
   t.same(await filesIn(h.dir), [], 'the object is gone')
-  assertErrorResponse(t, await h.call(h.acme, 'GET', `/v1/tasks/${id}/content`), { status: 410, code: 'content_deleted', type: 'invalid_request_error', message: 'The archived videos of this task were deleted (on request).' })
-  const read = JSON.parse((await h.call(h.acme, 'GET', `/v1/tasks/${id}`)).body)
+  assertErrorResponse(t, await h.send(h.acme, 'GET', `/v1/tasks/${id}/content`), { status: 410, code: 'content_deleted', type: 'invalid_request_error', message: 'The archived videos of this task were deleted (on request).' })
+  const read = JSON.parse((await h.send(h.acme, 'GET', `/v1/tasks/${id}`)).body)
   t.equal(read.archive.status, 'erased')
   t.notOk('upstream_results' in read)
   t.match(read.results[0], /\/files\//, 'the upstream link again')
   await sleep(100)
   t.same(await filesIn(h.dir), [], 'a later read does not archive it again')
-  assertErrorResponse(t, await h.call(h.other, 'DELETE', `/v1/tasks/${id}/content`), { status: 404, code: 'not_found', type: 'invalid_request_error', message: 'Task not found.', param: 'task_id' })
+  assertErrorResponse(t, await h.send(h.other, 'DELETE', `/v1/tasks/${id}/content`), { status: 404, code: 'not_found', type: 'invalid_request_error', message: 'Task not found.', param: 'task_id' })
 })
 
 t.test('a tenant with archive.enabled false is not archived; content streams from the upstream link', async (t) => {
   const h = await harness(t, { acme: { archive: { enabled: false } } })
-  const created = await h.call(h.acme, 'POST', '/v1/videos/generations')
+  const created = await h.send(h.acme, 'POST', '/v1/videos/generations')
   const id = JSON.parse(created.body).id as string
-  const read = JSON.parse((await h.call(h.acme, 'GET', `/v1/tasks/${id}`)).body)
+  const read = JSON.parse((await h.send(h.acme, 'GET', `/v1/tasks/${id}`)).body)
   t.equal(read.status, 'completed')
   t.notOk('archive' in read)
-  const video = await h.call(h.acme, 'GET', `/v1/tasks/${id}/content`)
+  const video = await h.send(h.acme, 'GET', `/v1/tasks/${id}/content`)
   t.equal(video.statusCode, 200)
   t.same(video.bytes, sampleVideo, 'streamed from the upstream link')
   t.same(await filesIn(h.dir), [])
@@ -208,7 +193,7 @@ for (const { name, fault } of [
     h.push({ ...fault, times: 2 } as Fault)
     const { task } = await createAndArchive(h)
     t.equal(task.archive.status, 'archived')
-    const video = await h.call(h.acme, 'GET', `/v1/tasks/${task.id}/content`)
+    const video = await h.send(h.acme, 'GET', `/v1/tasks/${task.id}/content`)
     t.equal(video.headers.etag, `"${sampleSha256}"`)
     t.same(video.bytes, sampleVideo)
   })
