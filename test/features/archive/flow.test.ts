@@ -185,7 +185,6 @@ for (const { name, fault, reason } of [
 
 for (const { name, fault } of [
   { name: 'a 404', fault: { route: 'file', status: 404 } },
-  { name: 'a truncated body', fault: { route: 'file', truncatedVideo: true } },
   { name: 'a reset', fault: { route: 'file', reset: 'before-headers' } }
 ] as Array<{ name: string, fault: Fault }>) {
   t.test(`${name}: retried, then archived whole`, async (t) => {
