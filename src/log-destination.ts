@@ -138,8 +138,8 @@ export function createLogDestination (options: { fd: number, maxBufferedBytes: n
     async flush (flushOptions = {}) {
       if ((buffered.length === 0 && !writing) || broken) return
       await new Promise<void>((resolve) => {
+        // Not unref'd: a process that waits for its log before exiting stays up until it is written (or the timeout).
         const timer = setTimeout(() => { idle.delete(done); resolve() }, flushOptions.timeoutMs ?? 1000)
-        timer.unref()
         const done = (): void => { clearTimeout(timer); resolve() }
         idle.add(done)
         schedule()

@@ -157,7 +157,7 @@ try {
   }
 } catch (error) {
   const failure = describeStartupFailure(error, config)
-  logger.fatal(failure.userMistake ? { code: (error as NodeJS.ErrnoException).code } : { err: error }, failure.line)
+  logger.fatal(failure.userMistake ? { code: failure.code } : { err: error }, failure.line)
   await flushLog()
   process.stderr.write(`${failure.line}\n`)
   process.exit(1)

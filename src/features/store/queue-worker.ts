@@ -47,7 +47,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   const { log } = options
   const aborting = new AbortController()
   // Closing: no new claims (the work in flight goes on until `aborting`).
-  let closing = false
+  const closing = new AbortController()
   let timer: NodeJS.Timeout | null = null
   let running: Promise<void> | null = null
   let again = false
@@ -58,7 +58,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
 
   async function drain (): Promise<void> {
     for (;;) {
-      if (closing) return
+      if (closing.signal.aborted) return
       const at = options.now()
       const ids = await options.queue.claimDue(at, options.leaseMs, options.concurrency)
       if (ids.length === 0) return
@@ -78,7 +78,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   }
 
   function schedule (): void {
-    if (closing) return
+    if (closing.signal.aborted) return
     if (timer !== null) clearTimeout(timer)
     timer = setTimeout(() => { timer = null; runDue().catch(() => {}) }, options.pollIntervalMs)
     timer.unref()
@@ -99,7 +99,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
           if (!queueFailing) log.error({ err: error, queue: options.name }, `${options.name} queue could not be read; retrying every poll until it can`)
           queueFailing = true
         }
-      } while (again && !closing)
+      } while (again && !closing.signal.aborted)
     })().finally(() => {
       running = null
       schedule()
@@ -136,7 +136,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
     wake () { runDue().catch(() => {}) },
     runDue,
     async stop (stopOptions = {}) {
-      closing = true
+      closing.abort()
       if (timer !== null) clearTimeout(timer)
       timer = null
       await within(running, stopOptions.graceMs ?? 0)
