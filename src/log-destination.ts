@@ -14,9 +14,10 @@ export interface LogDestination {
   /**
    * Resolves once what is buffered has been written, the output is gone, or
    * `timeoutMs` has passed (default 1000), whichever is first. For the end of
-   * the process: it never blocks the event loop.
+   * the process: it never blocks the event loop. (Not named `flush`: pino's
+   * logger.flush(cb) would call it with a callback.)
    */
-  flush (options?: { timeoutMs?: number }): Promise<void>
+  flushWithin (options?: { timeoutMs?: number }): Promise<void>
   /** lines dropped so far (buffer full, or the output gone) */
   readonly droppedLines: number
   /** the output failed for good (EPIPE: the reader went away); everything since is dropped */
@@ -135,7 +136,7 @@ export function createLogDestination (options: { fd: number, maxBufferedBytes: n
       if (!writing) schedule()
       return true
     },
-    async flush (flushOptions = {}) {
+    async flushWithin (flushOptions = {}) {
       if ((buffered.length === 0 && !writing) || broken) return
       await new Promise<void>((resolve) => {
         // Not unref'd: a process that waits for its log before exiting stays up until it is written (or the timeout).

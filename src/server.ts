@@ -36,7 +36,7 @@ const logStream = createLogDestination({ fd: 1, maxBufferedBytes: config.logBuff
 process.stderr.on('error', () => {})
 const logger = pino(loggerOptions(config), logStream)
 /** Before exiting: what is buffered goes out, for a bounded time (a reader that stopped reading never holds the exit). */
-const flushLog = async (): Promise<void> => { await logStream.flush({ timeoutMs: 1000 }) }
+const flushLog = async (): Promise<void> => { await logStream.flushWithin({ timeoutMs: 1000 }) }
 // Typos in settings would otherwise be silent: one warning each, never a failure.
 for (const setting of findUnknownSettings(process.env)) logger.warn({ setting: setting.name, suggestion: setting.suggestion }, unknownSettingMessage(setting))
 
