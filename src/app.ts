@@ -234,6 +234,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     timeoutMs: config.webhookTimeoutMs,
     registrationTtlMs: config.webhookRegistrationTtlMs,
     pollIntervalMs: config.webhookPollIntervalMs,
+    stopGraceMs: config.shutdownJobGraceMs,
     now: seams.clock,
     lookup: seams.dnsLookup
   })
@@ -253,6 +254,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     retryBaseDelayMs: config.archiveRetryBaseDelayMs,
     concurrency: config.archiveConcurrency,
     pollIntervalMs: config.archivePollIntervalMs,
+    stopGraceMs: config.shutdownJobGraceMs,
     now: seams.clock,
     lookup: seams.dnsLookup
   })

@@ -2,11 +2,13 @@ import { existsSync } from 'node:fs'
 import { Server as NetServer, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
-import { destination, pino } from 'pino'
+import { pino } from 'pino'
+import { Counter } from 'prom-client'
 import { buildApp } from './app.ts'
 import { prepareRuntime } from './bootstrap.ts'
 import { loadConfig } from './config.ts'
 import { loggerOptions } from './logger.ts'
+import { createLogDestination } from './log-destination.ts'
 import { describeStartupFailure } from './errors/startup.ts'
 import { findUnknownSettings, unknownSettingMessage } from './config/unknown-settings.ts'
 import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
@@ -26,9 +28,15 @@ try {
   process.stderr.write(`${(error as Error).message}\n`)
   process.exit(1)
 }
-// Buffered, asynchronous writes: the access log must not block the event loop (flushed on exit).
-const logStream = destination({ dest: 1, sync: false, minLength: 4096 })
+// Logging is lossy, serving is not: a reader of stdout that is slow, stops reading or goes away
+// (`| head -n 2`) costs log lines (counted), never an answer or a shutdown (log-destination.ts).
+const logStream = createLogDestination({ fd: 1, maxBufferedBytes: config.logBufferBytes })
+// A write to a closed stderr (EPIPE) is reported as an 'error' event: not a crash. (Nothing else
+// writes to stdout: process.stdout is not even opened, so fd 1 has one writer, the log's.)
+process.stderr.on('error', () => {})
 const logger = pino(loggerOptions(config), logStream)
+/** Before exiting: what is buffered goes out, for a bounded time (a reader that stopped reading never holds the exit). */
+const flushLog = async (): Promise<void> => { await logStream.flushWithin({ timeoutMs: 1000 }) }
 // Typos in settings would otherwise be silent: one warning each, never a failure.
 for (const setting of findUnknownSettings(process.env)) logger.warn({ setting: setting.name, suggestion: setting.suggestion }, unknownSettingMessage(setting))
 
@@ -49,6 +57,16 @@ try {
   app.server.requestTimeout = config.serverRequestTimeoutMs
   app.server.keepAliveTimeout = config.serverKeepAliveTimeoutMs
   app.server.maxConnections = config.serverMaxConnections
+  // eslint-disable-next-line no-new -- registered in the app's registry, read at scrape time
+  new Counter({
+    name: 'vg_log_lines_dropped_total',
+    help: 'Log lines dropped because stdout was not read fast enough or was closed (logging is lossy, serving is not).',
+    registers: [app.metrics.registry],
+    collect () {
+      this.reset()
+      this.inc(logStream.droppedLines)
+    }
+  })
   // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
 
   let metricsListener: MetricsListener | null = null
@@ -56,7 +74,6 @@ try {
   const closeTheRest = async (): Promise<void> => {
     await metricsListener?.close()
     await runtime.close()
-    logStream.flushSync()
   }
   // Uncaught errors: close-with-grace closes (within SHUTDOWN_GRACE_MS) and exits 1. Signals are
   // handled below, because close-with-grace exits at once on a second signal, and a supervisor that
@@ -66,30 +83,26 @@ try {
     logger.error({ err }, 'closing after an uncaught error')
     await app.close()
     await closeTheRest()
+    await flushLog()
   })
   let shuttingDown = false
   const shutDown = (signal: NodeJS.Signals): void => {
     if (shuttingDown) {
       // Repeated (process group) signal: the drain and the close go on as planned.
       logger.info({ signal }, 'signal received again; the shutdown already under way continues')
-      logStream.flushSync()
       return
     }
     shuttingDown = true
     const drainMs = config.shutdownDrainMs
     logger.info({ signal, drainMs }, 'shutting down: draining (readyz 503, Connection: close on every answer)')
     app.shutdownDrain.begin()
-    // A supervisor may SIGKILL before the buffer fills: the shutdown lines go out at once.
-    logStream.flushSync()
     // The last resort, past the drain and the grace period: exit 1 with the log flushed.
     setTimeout(() => {
       logger.error({ drainMs, graceMs: config.shutdownGraceMs }, 'shutdown timed out, exiting')
-      logStream.flushSync()
-      process.exit(1)
+      flushLog().finally(() => process.exit(1))
     }, drainMs + config.shutdownGraceMs).unref()
     setTimeout(() => {
       logger.info({ signal }, 'shutting down: drain over, closing the listener and waiting for in-flight requests')
-      logStream.flushSync()
       // Stop accepting first, without http.Server.close's closeIdleConnections: a connection accepted
       // a moment ago whose request has not been read yet counts as idle, and closing it resets a
       // request the client already sent. Those requests get their answers during a short settle;
@@ -102,12 +115,10 @@ try {
         await closeTheRest()
       }).then(() => {
         logger.info('shut down cleanly')
-        logStream.flushSync()
-        process.exit(0)
+        return flushLog().finally(() => process.exit(0))
       }, (error: unknown) => {
         logger.error({ err: error }, 'error while shutting down')
-        logStream.flushSync()
-        process.exit(1)
+        return flushLog().finally(() => process.exit(1))
       })
     }, drainMs)
   }
@@ -116,7 +127,7 @@ try {
   process.on('SIGHUP', () => {
     logger.info({ signal: 'SIGHUP' }, 'SIGHUP received: reloading the tenants file')
     // reload() never rejects: a bad file is logged and counted, the running tenants stay.
-    app.tenantRegistry.reload().catch(() => {}).finally(() => { logStream.flushSync() })
+    app.tenantRegistry.reload().catch(() => {})
   })
 
   // Node's default accept queue (511) overflowed when 1,000 clients connected at once in the
@@ -126,13 +137,12 @@ try {
     metricsListener = await startMetricsListener({ registry: app.metrics.registry, host: config.host, port: config.metricsPort })
     logger.info({ url: `${metricsListener.url}/metrics` }, 'Prometheus metrics served on their own port')
   }
-  // Start-up lines (the simulator-mode warning above all) must not wait in the buffer.
-  logStream.flushSync()
   if (runtime.demoTenantKey !== null) {
     // The port it got, not the one asked for: PORT=0 binds a free one.
     const { port } = app.server.address() as AddressInfo
     const address = httpUrl(config.host, port)
-    process.stdout.write([
+    // Through the log's destination: the same stdout, in order with the log lines, and never blocking.
+    logStream.write([
       '',
       '  video-gateway is running on its built-in simulator (no real videos).',
       `  Demo tenant key: ${runtime.demoTenantKey}`,
@@ -147,8 +157,8 @@ try {
   }
 } catch (error) {
   const failure = describeStartupFailure(error, config)
-  logger.fatal(failure.userMistake ? { code: (error as NodeJS.ErrnoException).code } : { err: error }, failure.line)
-  logStream.flushSync()
+  logger.fatal(failure.userMistake ? { code: failure.code } : { err: error }, failure.line)
+  await flushLog()
   process.stderr.write(`${failure.line}\n`)
   process.exit(1)
 }

@@ -67,7 +67,7 @@ export interface ServerProcess {
  * of its own (no .env) holding `files` (a tenants file, say: name it relatively),
  * or in `options.cwd` when the caller prepared one.
  */
-export function startServerProcess (t: Test, env: Record<string, string>, files: Record<string, string> = {}, options: { cwd?: string } = {}): ServerProcess {
+export function startServerProcess (t: Test, env: Record<string, string>, files: Record<string, string> = {}, options: { cwd?: string, stdout?: 'read' | 'unread' } = {}): ServerProcess {
   const cwd = options.cwd ?? t.testdir(files)
   const child = spawn(process.execPath, [serverPath], {
     cwd,
@@ -75,7 +75,8 @@ export function startServerProcess (t: Test, env: Record<string, string>, files:
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
-  child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  // 'unread': a reader that never reads (the pipe fills up and stays full); output() then has stderr only.
+  if (options.stdout !== 'unread') child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
   child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   t.teardown(() => {

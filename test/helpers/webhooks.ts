@@ -19,6 +19,8 @@ export interface Answer {
   headers?: Record<string, string>
   /** never answer (the connection stays open until the caller gives up or the receiver closes) */
   hang?: boolean
+  /** answer this much later (a slow receiver) */
+  delayMs?: number
 }
 
 export interface Receiver {
@@ -41,7 +43,7 @@ export async function startReceiver (t: HasTeardown): Promise<Receiver> {
     request.on('end', () => {
       received.push({ path: request.url ?? '', headers: request.headers, body: Buffer.concat(chunks).toString('utf8') })
       const answer = answers.shift() ?? { status: 200 }
-      if (answer.hang !== true) response.writeHead(answer.status, answer.headers).end('ok')
+      if (answer.hang !== true) setTimeout(() => { response.writeHead(answer.status, answer.headers).end('ok') }, answer.delayMs ?? 0)
       for (const waiter of [...waiters]) {
         if (received.length >= waiter.count) {
           waiters.splice(waiters.indexOf(waiter), 1)

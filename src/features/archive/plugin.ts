@@ -35,6 +35,8 @@ export interface ArchiveOptions {
   retryBaseDelayMs: number
   concurrency: number
   pollIntervalMs: number
+  /** on close, how long a download under way may take before its job is handed back to the queue (default 0: at once) */
+  stopGraceMs?: number
   now?: () => number
   lookup?: LookupFunction
 }
@@ -196,7 +198,7 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
         const stored = await sources.download({ url, key, storage, signal })
         record.objects.push({ index, key, ...stored })
       } catch (error) {
-        // Shutting down: the lease runs out and another instance (or this one, restarted) tries again.
+        // Shutting down: the queue worker hands the lease back and another instance carries on at once (what was stored is kept).
         if (signal.aborted) return
         const failure = error instanceof DownloadFailure ? error : new DownloadFailure('internal error', { permanent: false, cause: error })
         if (!failure.permanent && !(failure.cause === undefined)) log.debug({ ...fields, err: failure.cause }, 'archive download error')
@@ -266,7 +268,9 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
 
   const worker = createQueueWorker({
     name: 'archive',
-    claim: async (limit) => await records.jobs.claimDue(now(), options.leaseMs, limit),
+    queue: records.jobs,
+    now,
+    leaseMs: options.leaseMs,
     handle: runJob,
     pollIntervalMs: options.pollIntervalMs,
     concurrency: options.concurrency,
@@ -274,7 +278,9 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
   })
   const sweeper = createQueueWorker({
     name: 'archive retention',
-    claim: async (limit) => await records.retention.claimDue(now(), 60_000, limit),
+    queue: records.retention,
+    now,
+    leaseMs: 60_000,
     handle: sweep,
     pollIntervalMs: options.pollIntervalMs,
     concurrency: 16,
@@ -349,7 +355,8 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
     worker.wake()
   })
   fastify.addHook('preClose', async () => {
-    await Promise.all([worker.stop(), sweeper.stop()])
+    // Before Redis is closed (onClose): the jobs under way finish or are handed back.
+    await Promise.all([worker.stop({ graceMs: options.stopGraceMs ?? 0 }), sweeper.stop({ graceMs: options.stopGraceMs ?? 0 })])
   })
   fastify.addHook('onClose', async () => {
     await sources.close()

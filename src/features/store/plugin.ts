@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { createOutageTracker, type OutageTracker } from './outage-tracker.ts'
 import { redisKeyMap, type RedisKeyMap } from './keys.ts'
+import { DependencyUnreachableError } from '../../errors/startup.ts'
 
 export interface RedisStoreOptions {
   /** empty: no shared store, state stays in this process */
@@ -50,14 +51,22 @@ async function redisStorePlugin (fastify: FastifyInstance, options: RedisStoreOp
   // Every reconnect attempt of an outage emits 'error': the tracker logs the first only.
   const outage = createOutageTracker({ dependency: 'redis', log: fastify.log, policy: options.outagePolicy ?? 'requests that need it fail' })
   let closing = false
-  redis.on('error', (error) => outage.failed(error))
+  // ioredis rejects connect() with "Connection is closed." after the fact: the reason is the last 'error'.
+  let lastError: NodeJS.ErrnoException | null = null
+  redis.on('error', (error) => {
+    lastError = error
+    outage.failed(error)
+  })
   redis.on('close', () => { if (!closing) outage.failed(new Error('connection closed')) })
   redis.on('ready', () => outage.recovered())
   try {
     await redis.connect()
   } catch (error) {
     redis.disconnect()
-    throw new Error(`REDIS_URL: cannot connect to Redis (${(error as Error).message})`, { cause: error })
+    const reason = (lastError as NodeJS.ErrnoException | null) ?? error as NodeJS.ErrnoException
+    // Host and port only: the URL may hold a password.
+    const where = redis.options.path ?? `${redis.options.host ?? ''}:${redis.options.port ?? ''}`
+    throw new DependencyUnreachableError(`REDIS_URL: cannot connect to Redis at ${where} (${reason.code ?? reason.message}): start it, or fix or empty REDIS_URL`, { cause: reason })
   }
   fastify.decorate('redis', redis)
   fastify.decorate('redisOutage', outage)

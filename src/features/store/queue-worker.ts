@@ -1,14 +1,21 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
+import type { DueQueue } from './due-queue.ts'
 
 export interface QueueWorkerOptions {
   /** what the queue is, for log lines ("webhook", "archive") */
   name: string
-  /** claims due ids with a lease (DueQueue.claimDue, bound to the queue's clock) */
-  claim (limit: number): Promise<string[]>
+  /** the shared queue: claims with a lease, and hands back the leases of work a stop interrupted */
+  queue: Pick<DueQueue, 'claimDue' | 'release'>
+  /** the queue's clock */
+  now: () => number
+  /** how long a claim is leased: longer than one job can take */
+  leaseMs: number
   /**
    * Works on one claimed id. It reschedules or removes the id itself; if it
    * throws (the store failed), the lease runs out and the id comes back.
-   * `signal` aborts when the worker stops: the handler then leaves the id to its lease.
+   * `signal` aborts when the worker stops: the handler then returns without
+   * recording anything, and the worker hands the id back.
    */
   handle (id: string, signal: AbortSignal): Promise<void>
   /** how often the queue is looked at (other instances' work, retries that came due) */
@@ -24,29 +31,46 @@ export interface QueueWorker {
   wake (): void
   /** works through every id due now and resolves when done */
   runDue (): Promise<void>
-  /** stops polling and aborts work in flight (leases run out, so the work is done again later) */
-  stop (): Promise<void>
+  /**
+   * Stops claiming, lets the work in flight finish for up to `graceMs`, then
+   * aborts it and hands its leases back (due at once), so that another
+   * instance takes the work over now rather than when the lease runs out.
+   */
+  stop (options?: { graceMs?: number }): Promise<void>
 }
+
+/** After the abort: how long aborted handlers get to return before their leases are handed back anyway. */
+const abortSettleMs = 1000
 
 /** One loop per instance over a shared queue of due ids (features/store/due-queue.ts). */
 export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   const { log } = options
-  const stopping = new AbortController()
+  const aborting = new AbortController()
+  // Closing: no new claims (the work in flight goes on until `aborting`).
+  const closing = new AbortController()
   let timer: NodeJS.Timeout | null = null
   let running: Promise<void> | null = null
   let again = false
   // A Redis outage is logged once by the store plugin; the queue adds one line per outage, not one per poll.
   let queueFailing = false
+  /** ids this worker holds a lease on and has not finished, with the end of each lease */
+  const leased = new Map<string, number>()
 
   async function drain (): Promise<void> {
     for (;;) {
-      if (stopping.signal.aborted) return
-      const ids = await options.claim(options.concurrency)
+      if (closing.signal.aborted) return
+      const at = options.now()
+      const ids = await options.queue.claimDue(at, options.leaseMs, options.concurrency)
       if (ids.length === 0) return
+      for (const id of ids) leased.set(id, at + options.leaseMs)
       await Promise.all(ids.map(async (id) => {
         try {
-          await options.handle(id, stopping.signal)
+          await options.handle(id, aborting.signal)
+          // Interrupted (it returned because of the abort): the lease is handed back by stop().
+          if (!aborting.signal.aborted) leased.delete(id)
         } catch (error) {
+          // Not handed back: a store that fails would fail again at once; the lease brings it back later.
+          leased.delete(id)
           log.error({ err: error, queue: options.name, id }, `${options.name} job could not be recorded; it comes back when its lease runs out`)
         }
       }))
@@ -54,7 +78,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   }
 
   function schedule (): void {
-    if (stopping.signal.aborted) return
+    if (closing.signal.aborted) return
     if (timer !== null) clearTimeout(timer)
     timer = setTimeout(() => { timer = null; runDue().catch(() => {}) }, options.pollIntervalMs)
     timer.unref()
@@ -75,7 +99,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
           if (!queueFailing) log.error({ err: error, queue: options.name }, `${options.name} queue could not be read; retrying every poll until it can`)
           queueFailing = true
         }
-      } while (again && !stopping.signal.aborted)
+      } while (again && !closing.signal.aborted)
     })().finally(() => {
       running = null
       schedule()
@@ -83,15 +107,42 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
     return running
   }
 
+  /** Settles when `work` does or after `ms`, whichever is first. */
+  async function within (work: Promise<void> | null, ms: number): Promise<void> {
+    if (work === null) return
+    const timeout = new AbortController()
+    await Promise.race([work, sleep(ms, undefined, { signal: timeout.signal }).catch(() => {})])
+    timeout.abort()
+  }
+
+  async function handBack (): Promise<void> {
+    const leases = [...leased]
+    leased.clear()
+    const dueAt = options.now()
+    const handedBack = await Promise.all(leases.map(async ([id, leaseUntil]) => {
+      try {
+        return await options.queue.release(id, { leaseUntil, dueAt })
+      } catch (error) {
+        log.warn({ err: error, queue: options.name, id }, `${options.name} job could not be handed back; it comes back when its lease runs out`)
+        return false
+      }
+    }))
+    const count = handedBack.filter(Boolean).length
+    if (count > 0) log.info({ queue: options.name, jobs: count }, `${options.name} jobs under way handed back to the queue for another instance`)
+  }
+
   return {
     start: schedule,
     wake () { runDue().catch(() => {}) },
     runDue,
-    async stop () {
-      stopping.abort()
+    async stop (stopOptions = {}) {
+      closing.abort()
       if (timer !== null) clearTimeout(timer)
       timer = null
-      await running
+      await within(running, stopOptions.graceMs ?? 0)
+      aborting.abort()
+      await within(running, abortSettleMs)
+      await handBack()
     }
   }
 }

@@ -132,7 +132,7 @@ export function parseTenantsFile (text: string, path: string): TenantDefinition[
   try {
     parsed = JSON.parse(text)
   } catch (error) {
-    throw new TenantsFileError(`TENANTS_FILE: ${path} is not valid JSON`, { cause: error })
+    throw new TenantsFileError(`TENANTS_FILE: ${path} is not valid JSON (${(error as Error).message})`, { cause: error })
   }
   const problem = firstSchemaProblem(TenantsFile, parsed)
   if (problem !== null) throw new TenantsFileError(`TENANTS_FILE: ${path}: ${problem.path === '' ? 'the file' : problem.path} ${problem.message}`)

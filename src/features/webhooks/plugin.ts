@@ -23,6 +23,8 @@ export interface WebhooksOptions {
   lookup?: LookupFunction
   /** how often the queue is polled for retries that came due (default 1000 ms) */
   pollIntervalMs?: number
+  /** on close, how long an attempt under way may take before it is handed back to the queue (default 0: at once) */
+  stopGraceMs?: number
 }
 
 /** The path the upstream calls back on; the token is the only credential. */
@@ -241,9 +243,9 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   } satisfies Webhooks)
 
   fastify.addHook('onReady', async () => { worker.start() })
-  // preClose: before Redis is closed (onClose), so attempts in flight can stop cleanly.
+  // preClose: before Redis is closed (onClose), so attempts in flight can finish or be handed back.
   fastify.addHook('preClose', async () => {
-    await worker.stop()
+    await worker.stop({ graceMs: options.stopGraceMs ?? 0 })
     await sender.close()
   })
 }

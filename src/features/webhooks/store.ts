@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { createMemoryDueQueue, createRedisDueQueue } from '../store/due-queue.ts'
+import { createMemoryDueQueue, createRedisDueQueue, type DueQueue } from '../store/due-queue.ts'
 
 /** What the gateway remembers of a task created with `callback_url`, under the hash of its callback token. */
 export interface CallbackRegistration {
@@ -75,6 +75,8 @@ export interface WebhookStore {
    * mid-attempt the lease runs out and the attempt is made again.
    */
   claimDue (nowMs: number, leaseMs: number, limit: number): Promise<string[]>
+  /** hands a lease back to the queue, if it is still the claimer's (DueQueue.release) */
+  release: DueQueue['release']
   /** takes an id out of the queue (its delivery is gone) */
   unqueue (id: string): Promise<void>
   /** the earliest due time queued, for the worker's next wake-up (null: none) */
@@ -124,6 +126,7 @@ export function createMemoryWebhookStore (options: { now: () => number, maxEntri
     },
     async save (delivery, ttlMs) { await store(delivery, ttlMs) },
     claimDue: due.claimDue,
+    release: due.release,
     unqueue: due.remove,
     nextDueAt: due.nextDueAt
   }
@@ -189,6 +192,7 @@ export function createRedisWebhookStore (options: { redis: Redis, keyPrefix: str
     },
     save: store,
     claimDue: due.claimDue,
+    release: due.release,
     unqueue: due.remove,
     nextDueAt: due.nextDueAt
   }

@@ -47,7 +47,7 @@ export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWork
       log.error({ err: error, webhook_id: id }, 'webhook attempt failed unexpectedly')
       outcome = { statusCode: null, error: 'internal error' }
     }
-    // Shutting down: leave the lease to run out, so that this attempt is made again.
+    // Shutting down: nothing is recorded; the queue worker hands the lease back, so that another instance makes the attempt again at once.
     if (stopping.aborted) return
     const attempt = delivery.attempts.length === 0 ? 1 : delivery.attempts.at(-1)!.attempt + 1
     const attemptsInRound = delivery.attemptsInRound + 1
@@ -76,7 +76,9 @@ export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWork
 
   return createQueueWorker({
     name: 'webhook',
-    claim: async (limit) => await store.claimDue(options.now(), options.leaseMs, limit),
+    queue: store,
+    now: options.now,
+    leaseMs: options.leaseMs,
     handle: attemptOne,
     pollIntervalMs: options.pollIntervalMs,
     concurrency: options.batchSize ?? 16,

@@ -86,9 +86,20 @@ t.test('Redis mode: a gateway restart mid-retry loses nothing (registration, del
   t.equal(listed.json().data.length, 1)
 })
 
-t.test('Redis mode: an instance that goes away mid-attempt leaves the attempt to the next one, after its lease', { skip }, async (t) => {
+/** The score of a delivery in the shared due queue: its due time, or the end of its lease (null: not queued). */
+async function dueScore (url: string, keyPrefix: string, deliveryId: string): Promise<number | null> {
+  const client = new Redis(url)
+  try {
+    const score = await client.zscore(`${redisKeyMap(keyPrefix).webhook}due`, deliveryId)
+    return score === null ? null : Number(score)
+  } finally {
+    client.disconnect()
+  }
+}
+
+t.test('Redis mode: an instance that closes mid-attempt hands the attempt back, and the next one makes it at once, not after the lease', { skip }, async (t) => {
   if ('skip' in redis) return
-  const { clock, upstream, acme, receiver, options } = await relayOnRedis(t, redis.url, { webhookTimeoutMs: 15_000 })
+  const { clock, upstream, acme, receiver, options } = await relayOnRedis(t, redis.url, { webhookTimeoutMs: 15_000, shutdownJobGraceMs: 0 })
   const first = await buildTestApp(t, options)
   const created = await first.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: { ...validBody, callback_url: receiver.url } })
   const taskId = created.json().id
@@ -96,24 +107,45 @@ t.test('Redis mode: an instance that goes away mid-attempt leaves the attempt to
   clock.advance(11_000)
   receiver.answers.push({ status: 0, hang: true })
   t.equal((await first.inject({ method: 'POST', url: callbackPath, payload: {} })).statusCode, 200)
+  const [{ id: deliveryId }] = (await first.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })).json().data
+  const attempting = first.webhooks.runDue()
+  await receiver.receivedCount(1)
+  t.equal(await dueScore(redis.url, options.config.redisKeyPrefix, deliveryId), clock.now() + 15_000 + 30_000, 'leased to the first instance')
+  await first.close()
+  await attempting
+  t.equal(receiver.received.length, 1, 'the attempt was under way when the instance closed')
+  t.equal(await dueScore(redis.url, options.config.redisKeyPrefix, deliveryId), clock.now(), 'handed back: due now, not at the end of the lease')
+
+  // The clock does not move: the next instance does not wait for the lease.
+  const second = await buildTestApp(t, options)
+  const listed = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
+  t.match(listed.json().data, [{ status: 'pending', attempts: [] }], 'the interrupted attempt is not recorded as made')
+  await second.webhooks.runDue()
+  t.equal(receiver.received.length, 2, 'made again by the next instance at once')
+  t.equal(receiver.received[1]!.headers['webhook-id'], receiver.received[0]!.headers['webhook-id'])
+  const after = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
+  t.match(after.json().data, [{ status: 'succeeded', attempts: [{ attempt: 1, response_status: 200 }] }])
+  t.equal(await dueScore(redis.url, options.config.redisKeyPrefix, deliveryId), null, 'done: out of the queue')
+})
+
+t.test('Redis mode: an instance that closes mid-attempt lets a slow attempt finish within SHUTDOWN_JOB_GRACE_MS and records it', { skip }, async (t) => {
+  if ('skip' in redis) return
+  const { clock, upstream, acme, receiver, options } = await relayOnRedis(t, redis.url, { webhookTimeoutMs: 15_000, shutdownJobGraceMs: 30_000 })
+  const first = await buildTestApp(t, options)
+  const created = await first.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: { ...validBody, callback_url: receiver.url } })
+  const taskId = created.json().id
+  const callbackPath = new URL((upstream.simulator.calls.log.at(-1)?.body as { callback_url: string }).callback_url).pathname
+  clock.advance(11_000)
+  receiver.answers.push({ status: 200, delayMs: 300 })
+  t.equal((await first.inject({ method: 'POST', url: callbackPath, payload: {} })).statusCode, 200)
   const attempting = first.webhooks.runDue()
   await receiver.receivedCount(1)
   await first.close()
   await attempting
-  t.equal(receiver.received.length, 1, 'the attempt was under way when the instance closed')
-
-  const second = await buildTestApp(t, options)
-  const listed = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
-  t.match(listed.json().data, [{ status: 'pending', attempts: [] }], 'the interrupted attempt is not recorded as made')
-  clock.advance(15_000 + 30_000 - 1)
-  await second.webhooks.runDue()
-  t.equal(receiver.received.length, 1, 'leased to the instance that went away')
-  clock.advance(1)
-  await second.webhooks.runDue()
-  t.equal(receiver.received.length, 2, 'made again once the lease ran out')
-  t.equal(receiver.received[1]!.headers['webhook-id'], receiver.received[0]!.headers['webhook-id'])
-  const after = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
-  t.match(after.json().data, [{ status: 'succeeded', attempts: [{ attempt: 1, response_status: 200 }] }])
+  const [delivery] = (await (await buildTestApp(t, options)).inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })).json().data
+  t.match(delivery, { status: 'succeeded', attempts: [{ attempt: 1, response_status: 200 }] }, 'the attempt finished during the close and was recorded')
+  t.equal(await dueScore(redis.url, options.config.redisKeyPrefix, delivery.id), null, 'nothing handed back: out of the queue')
+  t.equal(receiver.received.length, 1)
 })
 
 t.test('Redis store: concurrent claims never hand out one attempt twice; a lease that runs out is claimed again', { skip }, async (t) => {

@@ -1,0 +1,152 @@
+import { fstatSync, write as fsWrite } from 'node:fs'
+import { Socket } from 'node:net'
+
+/**
+ * Where the log lines go (pino's destination): lossy by design, so that a
+ * reader that stops reading (a full pipe) or goes away (`| head -n 2`, EPIPE)
+ * can never stop the gateway serving or shutting down. Lines wait in a bounded
+ * buffer and go out in one write per event-loop turn; past the bound, or once
+ * the output is gone, they are dropped and counted.
+ */
+export interface LogDestination {
+  /** pino writes each line here; never blocks, never throws */
+  write (chunk: string): boolean
+  /**
+   * Resolves once what is buffered has been written, the output is gone, or
+   * `timeoutMs` has passed (default 1000), whichever is first. For the end of
+   * the process: it never blocks the event loop. (Not named `flush`: pino's
+   * logger.flush(cb) would call it with a callback.)
+   */
+  flushWithin (options?: { timeoutMs?: number }): Promise<void>
+  /** lines dropped so far (buffer full, or the output gone) */
+  readonly droppedLines: number
+  /** the output failed for good (EPIPE: the reader went away); everything since is dropped */
+  readonly broken: boolean
+}
+
+interface Output {
+  send (data: string, done: (error?: Error | null) => void): void
+}
+
+/**
+ * Pipes and sockets through a libuv stream of their own: its writes are
+ * non-blocking and queued on the event loop. A write through the thread pool to
+ * a full blocking pipe would hold its thread, and process.exit waits for it.
+ */
+function streamOutput (fd: number): Output {
+  const socket = new Socket({ fd, readable: false, writable: true })
+  // The log must not keep the process alive, and a failed write is reported to the callback.
+  socket.unref()
+  socket.on('error', () => {})
+  return { send (data, done) { socket.write(data, done) } }
+}
+
+/** Files (and terminals): asynchronous writes that a slow disk may delay, never block. */
+function fileOutput (fd: number): Output {
+  const send = (data: Buffer, done: (error?: Error | null) => void): void => {
+    fsWrite(fd, data, 0, data.length, null, (error, written) => {
+      if (error !== null) return done(error)
+      if (written < data.length) return send(data.subarray(written), done)
+      done()
+    })
+  }
+  return { send (data, done) { send(Buffer.from(data), done) } }
+}
+
+function outputFor (fd: number): Output {
+  const stats = fstatSync(fd)
+  return stats.isFIFO() || stats.isSocket() ? streamOutput(fd) : fileOutput(fd)
+}
+
+/** How long a write that the output refused for now (EAGAIN) waits before it is tried again. */
+const retryMs = 50
+
+export function createLogDestination (options: { fd: number, maxBufferedBytes: number }): LogDestination {
+  const output = outputFor(options.fd)
+  // Lengths in UTF-16 units: close to bytes for JSON lines, and free to compute.
+  let buffered: string[] = []
+  let bufferedLines = 0
+  let bufferedLength = 0
+  let inFlightLength = 0
+  let writing = false
+  let scheduled = false
+  let broken = false
+  let droppedLines = 0
+  const idle = new Set<() => void>()
+
+  function settle (): void {
+    if (!broken && (writing || buffered.length > 0)) return
+    for (const resolve of idle) resolve()
+    idle.clear()
+  }
+
+  function goneForGood (): void {
+    broken = true
+    droppedLines += bufferedLines
+    buffered = []
+    bufferedLines = 0
+    bufferedLength = 0
+    settle()
+  }
+
+  function send (): void {
+    scheduled = false
+    if (writing || broken || buffered.length === 0) return settle()
+    const data = buffered.join('')
+    const lines = bufferedLines
+    buffered = []
+    bufferedLines = 0
+    bufferedLength = 0
+    writing = true
+    inFlightLength = data.length
+    output.send(data, (error) => {
+      writing = false
+      inFlightLength = 0
+      if (error !== undefined && error !== null) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+          buffered.unshift(data)
+          bufferedLines += lines
+          bufferedLength += data.length
+          setTimeout(send, retryMs).unref()
+          return
+        }
+        droppedLines += lines
+        return goneForGood()
+      }
+      if (buffered.length > 0) schedule()
+      else settle()
+    })
+  }
+
+  function schedule (): void {
+    if (scheduled) return
+    scheduled = true
+    setImmediate(send).unref()
+  }
+
+  return {
+    write (chunk) {
+      if (broken || inFlightLength + bufferedLength + chunk.length > options.maxBufferedBytes) {
+        droppedLines++
+        return true
+      }
+      buffered.push(chunk)
+      bufferedLines++
+      bufferedLength += chunk.length
+      if (!writing) schedule()
+      return true
+    },
+    async flushWithin (flushOptions = {}) {
+      if ((buffered.length === 0 && !writing) || broken) return
+      await new Promise<void>((resolve) => {
+        // Not unref'd: a process that waits for its log before exiting stays up until it is written (or the timeout).
+        const timer = setTimeout(() => { idle.delete(done); resolve() }, flushOptions.timeoutMs ?? 1000)
+        const done = (): void => { clearTimeout(timer); resolve() }
+        idle.add(done)
+        schedule()
+      })
+    },
+    get droppedLines () { return droppedLines },
+    get broken () { return broken }
+  }
+}

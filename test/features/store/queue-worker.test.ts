@@ -1,0 +1,153 @@
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { pino } from 'pino'
+import { createMemoryDueQueue, createRedisDueQueue, type DueQueue } from '../../../src/features/store/due-queue.ts'
+import { createQueueWorker } from '../../../src/features/store/queue-worker.ts'
+import { redisForTests } from '../../helpers/redis.ts'
+
+const log = pino({ level: 'silent' })
+const leaseMs = 600_000
+
+/** A job that runs until it is told to finish, or until the worker aborts it. */
+function controlledJobs () {
+  const started: string[] = []
+  const finished: string[] = []
+  const aborted: string[] = []
+  const finishers = new Map<string, () => void>()
+  const waiters: Array<{ count: number, resolve: () => void }> = []
+  return {
+    started,
+    finished,
+    aborted,
+    finish (id: string) { finishers.get(id)!() },
+    async startedCount (count: number) {
+      if (started.length >= count) return
+      await new Promise<void>((resolve) => waiters.push({ count, resolve }))
+    },
+    /** a handler in the worker's terms: done (removed from the queue) when finished, nothing recorded when aborted */
+    handler (queue: DueQueue) {
+      return async (id: string, signal: AbortSignal): Promise<void> => {
+        started.push(id)
+        for (const waiter of waiters.filter((candidate) => started.length >= candidate.count)) waiter.resolve()
+        const outcome = await new Promise<'finished' | 'aborted'>((resolve) => {
+          finishers.set(id, () => { resolve('finished') })
+          signal.addEventListener('abort', () => { resolve('aborted') }, { once: true })
+        })
+        if (outcome === 'aborted') {
+          aborted.push(id)
+          return
+        }
+        await queue.remove(id)
+        finished.push(id)
+      }
+    }
+  }
+}
+
+t.test('memory queue: a stopping worker lets the job under way finish within the grace, and takes no new job', async (t) => {
+  const queue = createMemoryDueQueue()
+  const now = 1_000_000
+  await queue.schedule('job-1', now)
+  const jobs = controlledJobs()
+  const worker = createQueueWorker({ name: 'test', queue, now: () => now, leaseMs, handle: jobs.handler(queue), pollIntervalMs: 3_600_000, concurrency: 1, log })
+  const running = worker.runDue()
+  await jobs.startedCount(1)
+  t.equal(await queue.nextDueAt(), now + leaseMs, 'leased')
+  // Queued after the stop began: it is left for another instance.
+  const stopped = worker.stop({ graceMs: 60_000 })
+  await queue.schedule('job-2', now)
+  jobs.finish('job-1')
+  await stopped
+  await running
+  t.same(jobs.finished, ['job-1'], 'the job under way finished')
+  t.same(jobs.aborted, [])
+  t.same(jobs.started, ['job-1'], 'no job was taken after the stop began')
+  t.equal(await queue.size(), 1)
+  t.equal(await queue.nextDueAt(), now, 'the new job is untouched, due now')
+})
+
+t.test('memory queue: a job still under way past the grace is aborted and handed back, due at once for another worker', async (t) => {
+  const queue = createMemoryDueQueue()
+  let now = 2_000_000
+  const clock = () => now
+  for (const id of ['job-1', 'job-2', 'job-3']) await queue.schedule(id, now)
+  const jobs = controlledJobs()
+  const first = createQueueWorker({ name: 'test', queue, now: clock, leaseMs, handle: jobs.handler(queue), pollIntervalMs: 3_600_000, concurrency: 3, log })
+  const running = first.runDue()
+  await jobs.startedCount(3)
+  jobs.finish('job-2')
+  t.same(await queue.claimDue(now, leaseMs, 10), [], 'job-1 and job-3 are leased to the first worker')
+  now += 5_000
+  await first.stop({ graceMs: 0 })
+  await running
+  t.same(jobs.aborted.sort(), ['job-1', 'job-3'])
+  t.equal(await queue.size(), 2, 'job-2 was done; the interrupted ones are still queued')
+  t.equal(await queue.nextDueAt(), now, 'handed back: due at the time of the stop, not at the end of the lease')
+
+  // Another worker (another instance) takes them over now, with no clock moved.
+  const second = controlledJobs()
+  const other = createQueueWorker({ name: 'test', queue, now: clock, leaseMs, handle: second.handler(queue), pollIntervalMs: 3_600_000, concurrency: 3, log })
+  const again = other.runDue()
+  await second.startedCount(2)
+  t.same([...second.started].sort(), ['job-1', 'job-3'])
+  second.finish('job-1')
+  second.finish('job-3')
+  await again
+  t.equal(await queue.size(), 0)
+  await other.stop()
+})
+
+t.test('memory queue: release hands back only the claimer\'s own lease', async (t) => {
+  const queue = createMemoryDueQueue()
+  await queue.schedule('a', 100)
+  t.same(await queue.claimDue(100, 1000, 10), ['a'])
+  t.equal(await queue.release('a', { leaseUntil: 1099, dueAt: 150 }), false, 'not the lease it holds')
+  t.equal(await queue.nextDueAt(), 1100)
+  await queue.schedule('a', 5000)
+  t.equal(await queue.release('a', { leaseUntil: 1100, dueAt: 150 }), false, 'rescheduled by its handler: kept')
+  t.equal(await queue.nextDueAt(), 5000)
+  await queue.remove('a')
+  t.equal(await queue.release('a', { leaseUntil: 1100, dueAt: 150 }), false, 'finished: not queued again')
+  t.equal(await queue.size(), 0)
+  await queue.schedule('b', 100)
+  await queue.claimDue(100, 1000, 10)
+  t.equal(await queue.release('b', { leaseUntil: 1100, dueAt: 150 }), true)
+  t.same(await queue.claimDue(150, 1000, 10), ['b'], 'claimable at once')
+})
+
+t.test('memory queue: a job whose handler throws is not handed back (its lease brings it back later)', async (t) => {
+  const queue = createMemoryDueQueue()
+  await queue.schedule('broken', 10)
+  const worker = createQueueWorker({ name: 'test', queue, now: () => 10, leaseMs, handle: async () => { throw new Error('store down') }, pollIntervalMs: 3_600_000, concurrency: 1, log })
+  await worker.runDue()
+  await worker.stop({ graceMs: 0 })
+  t.equal(await queue.nextDueAt(), 10 + leaseMs)
+})
+
+const redis = await redisForTests()
+
+t.test('Redis queue: release is compare-and-set on the lease, shared by every instance', { skip: 'skip' in redis ? redis.skip : false }, async (t) => {
+  if ('skip' in redis) return
+  const key = `vg-test:due-queue:${process.pid}:${randomBytes(6).toString('hex')}`
+  const clients = [new Redis(redis.url), new Redis(redis.url)]
+  t.teardown(async () => {
+    await clients[0]!.del(key)
+    for (const client of clients) client.disconnect()
+  })
+  const [one, two] = clients.map((client) => createRedisDueQueue({ redis: client, key }))
+  await one!.schedule('a', 100)
+  await one!.schedule('b', 100)
+  t.same((await one!.claimDue(100, 1000, 10)).sort(), ['a', 'b'])
+  t.same(await two!.claimDue(500, 1000, 10), [], 'leased')
+  t.equal(await two!.release('a', { leaseUntil: 1099, dueAt: 500 }), false, 'not the lease it holds')
+  await one!.schedule('b', 9000)
+  t.equal(await one!.release('b', { leaseUntil: 1100, dueAt: 500 }), false, 'rescheduled: kept')
+  t.equal(await one!.release('a', { leaseUntil: 1100, dueAt: 500 }), true)
+  t.equal(await clients[1]!.zscore(key, 'a'), '500', 'due at the hand-back time')
+  t.equal(await clients[1]!.zscore(key, 'b'), '9000')
+  t.same(await two!.claimDue(500, 1000, 10), ['a'], 'the other instance takes it at once')
+  await one!.remove('a')
+  t.equal(await one!.release('a', { leaseUntil: 1500, dueAt: 600 }), false, 'finished: not queued again')
+  t.equal(await clients[1]!.zscore(key, 'a'), null)
+})
