@@ -61,6 +61,15 @@ async function gracefulShutdownPlugin (fastify: FastifyInstance): Promise<void> 
     if (drainStarted.signal.aborted) reply.header('connection', 'close')
     done(null, payload)
   })
+  // A streamed answer (a video) whose headers went out before the close began could not say
+  // `Connection: close`: when it ends, its connection is idle but kept alive, and Node's close
+  // reaped idle connections only once, when it began. Left open, it held the close for the
+  // keep-alive timeout (Fastify's default: 72 s). Once the answer is finished, close it.
+  // (Node detaches the socket from the answer on 'finish' before Fastify's onResponse.)
+  fastify.addHook('onResponse', (_request, _reply, done) => {
+    if (closing) fastify.server.closeIdleConnections()
+    done()
+  })
 }
 
 export default fp(gracefulShutdownPlugin, { name: 'graceful-shutdown', fastify: '5.x' })

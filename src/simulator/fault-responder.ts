@@ -74,6 +74,18 @@ function bodyOfSize (bytes: number): Readable {
   })(), { objectMode: false })
 }
 
+/** The sample video, a chunk at a time; cut short (destroyed) if the app closes meanwhile. */
+async function dribble (res: ServerResponse, open: OpenResponses, options: { intervalMs: number, chunkBytes: number }): Promise<void> {
+  res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': String(sampleVideo.length) })
+  open.hold(res)
+  for (let offset = 0; offset < sampleVideo.length; offset += options.chunkBytes) {
+    if (res.destroyed) return
+    res.write(sampleVideo.subarray(offset, offset + options.chunkBytes))
+    await open.sleep(options.intervalMs)
+  }
+  if (!res.destroyed) res.end()
+}
+
 /**
  * Acts out one fault. Returns 'continue' when the call should then be answered
  * normally (delayMs), 'done' when the fault took over the response.
@@ -143,6 +155,10 @@ export async function actOutFault (
     case 'truncatedVideo':
       res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': String(sampleVideo.length) })
       res.write(sampleVideo.subarray(0, sampleVideo.length >> 1), () => res.destroy())
+      break
+    case 'slowVideo':
+      // Not awaited: the fault has taken the response over; the chunks follow on their own.
+      if ('slowVideo' in fault) dribble(res, open, { intervalMs: fault.slowVideo, chunkBytes: fault.chunkBytes ?? 1024 }).catch(() => res.destroy())
       break
     case 'bodyNeverEnds':
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })

@@ -27,12 +27,14 @@ export type FaultBehaviour =
   | { videoBytes: number }
   /** 200 video/mp4 announcing the whole file, then the socket cut half-way */
   | { truncatedVideo: true }
+  /** 200 video/mp4, the whole file, `chunkBytes` (default 1024) every `slowVideo` ms: a download still under way when something happens to it */
+  | { slowVideo: number, chunkBytes?: number }
 
 export type Fault = { route: FaultRoute, times?: number } & FaultBehaviour
 
-export type FaultKind = 'status' | 'delayMs' | 'reset' | 'garbage' | 'hang' | 'bodyNeverEnds' | 'bodyBytes' | 'echoAuthorization' | 'redirect' | 'videoBytes' | 'truncatedVideo'
+export type FaultKind = 'status' | 'delayMs' | 'reset' | 'garbage' | 'hang' | 'bodyNeverEnds' | 'bodyBytes' | 'echoAuthorization' | 'redirect' | 'videoBytes' | 'truncatedVideo' | 'slowVideo'
 
-const KINDS: readonly FaultKind[] = ['status', 'delayMs', 'reset', 'garbage', 'hang', 'bodyNeverEnds', 'bodyBytes', 'echoAuthorization', 'redirect', 'videoBytes', 'truncatedVideo']
+const KINDS: readonly FaultKind[] = ['status', 'delayMs', 'reset', 'garbage', 'hang', 'bodyNeverEnds', 'bodyBytes', 'echoAuthorization', 'redirect', 'videoBytes', 'truncatedVideo', 'slowVideo']
 const ROUTES: readonly FaultRoute[] = ['create', 'task', 'file', 'any']
 const ALLOWED_KEYS: Readonly<Record<FaultKind, readonly string[]>> = {
   status: ['status', 'body', 'headers'],
@@ -45,7 +47,8 @@ const ALLOWED_KEYS: Readonly<Record<FaultKind, readonly string[]>> = {
   echoAuthorization: ['echoAuthorization'],
   redirect: ['redirect'],
   videoBytes: ['videoBytes'],
-  truncatedVideo: ['truncatedVideo']
+  truncatedVideo: ['truncatedVideo'],
+  slowVideo: ['slowVideo', 'chunkBytes']
 }
 
 export class FaultError extends Error {
@@ -104,6 +107,10 @@ export function parseFault (input: unknown): Required<Pick<Fault, 'times'>> & Fa
       break
     case 'videoBytes':
       if (!isNonNegativeInteger(input.videoBytes)) throw new FaultError('fault.videoBytes must be a non-negative integer')
+      break
+    case 'slowVideo':
+      if (!isNonNegativeInteger(input.slowVideo)) throw new FaultError('fault.slowVideo must be a non-negative integer (ms between chunks)')
+      if (input.chunkBytes !== undefined && !(isNonNegativeInteger(input.chunkBytes) && input.chunkBytes >= 1)) throw new FaultError('fault.chunkBytes must be a positive integer')
       break
     case 'redirect':
       if (typeof input.redirect !== 'string' || !URL.canParse(input.redirect)) throw new FaultError('fault.redirect must be an absolute URL')

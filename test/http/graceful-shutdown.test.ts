@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { startTestGateway, makeTenant, validBody } from '../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../helpers/simulator.ts'
 import { assertErrorResponse } from '../helpers/assert-error.ts'
+import { sampleVideo } from '../../src/simulator/media.ts'
 
 interface RawResponse { statusCode: number, headers: Record<string, string>, body: string }
 
@@ -64,4 +65,31 @@ t.test('while the app closes: running requests finish, late ones get 503 shuttin
   assertErrorResponse(t, late, { status: 503, code: 'shutting_down', type: 'api_error', message: 'This gateway instance is shutting down; retry the request.' })
   t.equal(late.headers['retry-after'], '1')
   t.equal(late.headers.connection, 'close')
+})
+
+t.test('a streamed answer whose headers went out before the close: its connection ends with it, not at the keep-alive timeout', async (t) => {
+  const upstream = await startTestSimulator(t, { taskDurationMs: 0 })
+  const acme = makeTenant('acme')
+  // No archive: the content streams from the upstream's link, here slowly.
+  const { app, url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { archiveAllowedSources: '127.0.0.0/8' } })
+  // No keep-alive timeout at all: a connection the close leaves open stays open, and the test fails.
+  app.server.keepAliveTimeout = 0
+  const port = Number(new URL(url).port)
+  const created = await fetch(`${url}/v1/videos/generations`, { method: 'POST', headers: { authorization: acme.authorization, 'content-type': 'application/json' }, body: JSON.stringify(validBody) })
+  const { id } = await created.json() as { id: string }
+  upstream.simulator.faults.push({ route: 'file', slowVideo: 20, chunkBytes: 2048 })
+
+  const streaming = rawConnection(port)
+  let received = ''
+  streaming.socket.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
+  streaming.socket.write(`GET /v1/tasks/${id}/content HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${acme.authorization}\r\n\r\n`)
+  while (!received.includes('\r\n\r\n')) await sleep(5)
+  const closed = app.close()
+  await streaming.ended
+  await closed
+
+  const head = received.slice(0, received.indexOf('\r\n\r\n'))
+  t.match(head, /^HTTP\/1\.1 200 /, 'the answer started before the close')
+  t.notMatch(head, /connection: close/i, 'its headers went out before the close, so they could not say Connection: close')
+  t.equal(Buffer.byteLength(received.slice(received.indexOf('\r\n\r\n') + 4), 'latin1'), sampleVideo.length, 'the whole video, then the connection closed by the gateway')
 })

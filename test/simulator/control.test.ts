@@ -33,7 +33,7 @@ t.test('faults over HTTP: queue, stats, clear, reset', async (t) => {
 
   const bad = await call(d, `${url}/_simulator/faults`, 'POST', { route: 'create', status: 500, hang: true })
   t.equal(bad.status, 400)
-  t.strictSame(bad.body, { error: { code: 'invalid_request', message: 'fault must have exactly one behaviour of status, delayMs, reset, garbage, hang, bodyNeverEnds, bodyBytes, echoAuthorization, redirect, videoBytes, truncatedVideo', type: 'invalid_request_error' } })
+  t.strictSame(bad.body, { error: { code: 'invalid_request', message: 'fault must have exactly one behaviour of status, delayMs, reset, garbage, hang, bodyNeverEnds, bodyBytes, echoAuthorization, redirect, videoBytes, truncatedVideo, slowVideo', type: 'invalid_request_error' } })
   const none = await call(d, `${url}/_simulator/faults`, 'POST', undefined, AUTH)
   t.equal(none.status, 400)
   t.equal(none.body.error.message, 'fault must be an object')

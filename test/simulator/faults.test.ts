@@ -297,7 +297,7 @@ t.test('push() rejects malformed faults', async (t) => {
   t.equal(simulator.faults.size, 0)
 })
 
-t.test('download faults: redirect, videoBytes (a padded, valid MP4), truncatedVideo', async (t) => {
+t.test('download faults: redirect, videoBytes (a padded, valid MP4), truncatedVideo, slowVideo', async (t) => {
   const sim = await startSimulator({ apiKey: 'sk-evo-faults', taskDurationMs: 0 })
   t.teardown(sim.close)
   const created = await request(`${sim.url}/v1/videos/generations`, { method: 'POST', headers: { authorization: 'Bearer sk-evo-faults', 'content-type': 'application/json' }, body: JSON.stringify({ model: 'veo-3.1-fast-generate-preview', prompt: 'x' }) })
@@ -319,5 +319,10 @@ t.test('download faults: redirect, videoBytes (a padded, valid MP4), truncatedVi
   const cut = await request(file)
   t.equal(cut.headers['content-length'], String(sampleVideo.length))
   await t.rejects(cut.body.arrayBuffer(), 'the body ends before its announced length')
+  sim.simulator.faults.push({ route: 'file', slowVideo: 1, chunkBytes: 4096 })
+  const slow = await request(file)
+  t.equal(slow.headers['content-length'], String(sampleVideo.length))
+  t.same(Buffer.from(await slow.body.arrayBuffer()), sampleVideo, 'the whole video, a chunk at a time')
+  t.throws(() => sim.simulator.faults.push({ route: 'file', slowVideo: 10, chunkBytes: 0 } as never), /fault.chunkBytes must be a positive integer/)
   t.throws(() => sim.simulator.faults.push({ route: 'file', redirect: 'not a url' } as never), /fault.redirect must be an absolute URL/)
 })

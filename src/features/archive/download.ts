@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { Transform, type TransformCallback } from 'node:stream'
+import { pipeline, Transform, type TransformCallback } from 'node:stream'
 import { Agent, request, type Dispatcher } from 'undici'
 import { DestinationError, destinationProblem, guardedLookup, type DestinationPolicy, type LookupFunction } from '../../http/destination.ts'
 import type { ArchiveStorage } from './storage/storage.ts'
@@ -165,8 +165,10 @@ export function createSourceDownloader (options: SourceDownloaderOptions): Sourc
           throw new DownloadFailure(`the video is larger than ARCHIVE_MAX_BYTES (${options.maxBytes} bytes)`, { permanent: true })
         }
         const meter = new Meter(options.maxBytes)
-        answer.body.on('error', (error) => meter.destroy(error))
-        await storage.put(key, answer.body.pipe(meter), { contentType, signal: deadline })
+        // Joined both ways: the body's failure fails the put, and a put that fails (the size
+        // limit, storage) destroys the body, whose connection would otherwise stay half-read.
+        const metered = pipeline(answer.body, meter, () => {})
+        await storage.put(key, metered, { contentType, signal: deadline })
         if (Number.isFinite(announced) && meter.bytes !== announced) {
           await storage.remove([key])
           throw new DownloadFailure(`the video was cut short (${meter.bytes} of ${announced} bytes)`, { permanent: false })

@@ -8,7 +8,7 @@ import { request } from 'undici'
 import { sampleVideo } from '../../../src/simulator/media.ts'
 import type { Fault } from '../../../src/simulator/faults.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
-import { makeTenant, startTestGateway, validBody, type TestTenant } from '../../helpers/gateway.ts'
+import { logCollector, makeTenant, startTestGateway, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 
 const sampleSha256 = createHash('sha256').update(sampleVideo).digest('hex')
@@ -16,6 +16,8 @@ const sampleSha256 = createHash('sha256').update(sampleVideo).digest('hex')
 interface Harness {
   url: string
   dir: string
+  /** the gateway's log lines, parsed */
+  logs: Array<Record<string, unknown>>
   acme: TestTenant
   other: TestTenant
   push (fault: Fault): void
@@ -29,7 +31,9 @@ async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const acme = makeTenant('acme', options.acme)
   const other = makeTenant('other')
+  const logs = logCollector()
   const { url } = await startTestGateway(t, {
+    logger: { level: 'info', stream: logs.stream },
     upstreamUrl: simulator.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, other],
@@ -45,7 +49,7 @@ async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>
     const bytes = Buffer.from(await answer.body.arrayBuffer())
     return { statusCode: answer.statusCode, headers: answer.headers as Record<string, unknown>, body: bytes.toString('utf8'), bytes }
   }
-  return { url, dir, acme, other, push: (fault) => simulator.simulator.faults.push(fault), send }
+  return { url, dir, logs: logs.lines, acme, other, push: (fault) => simulator.simulator.faults.push(fault), send }
 }
 
 /** Creates a task and reads it until its archive leaves `pending` (the read is what queues it). */
@@ -197,6 +201,27 @@ for (const { name, fault } of [
     t.same(video.bytes, sampleVideo)
   })
 }
+
+t.test('a truncated body fails the attempt with a clear reason, leaves no object, and is retried', async (t) => {
+  // Retries far apart: the failed attempt stays visible in the task read.
+  const h = await harness(t, { config: { archiveRetryBaseDelayMs: 3_600_000 } })
+  h.push({ route: 'file', truncatedVideo: true })
+  const created = await h.send(h.acme, 'POST', '/v1/videos/generations')
+  const id = JSON.parse(created.body).id as string
+  let archive: Record<string, unknown> | undefined
+  for (let i = 0; i < 500 && archive?.error === undefined; i++) {
+    archive = JSON.parse((await h.send(h.acme, 'GET', `/v1/tasks/${id}`)).body).archive
+    if (archive?.error === undefined) await sleep(20)
+  }
+  const reason = 'video 0: the video was cut short (connection closed before its end)'
+  t.same(archive, { status: 'pending', error: reason }, 'pending (a retry is due later), with the reason')
+  t.same(await filesIn(h.dir), [], 'no object and no temp file')
+  t.match(h.logs.find((line) => line.msg === 'archive attempt failed, will retry'), { reason, attempt: 1, next_attempt_at: String }, 'the log says why')
+  // Until the retry, content streams from the upstream link (whole again: the fault was for one download).
+  const video = await h.send(h.acme, 'GET', `/v1/tasks/${id}/content`)
+  t.equal(video.statusCode, 200)
+  t.same(video.bytes, sampleVideo)
+})
 
 t.test('a download that hangs past the timeout is retried', async (t) => {
   const h = await harness(t, { config: { archiveDownloadTimeoutMs: 200 } })
