@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { TaskQuery } from '../../schemas/generation.ts'
 
 /** The tag of every route of the OpenAI Videos dialect in /openapi.json. */
 export const openaiTag = 'OpenAI Videos'
@@ -44,11 +45,9 @@ export const VideoParams = Type.Object({
   video_id: Type.String({ minLength: 1, maxLength: 512, description: 'The video id `POST /v1/videos` returned.' })
 })
 
+/** `?wait=` is the native long-poll (a gateway extension to OpenAI's API): one definition, the native route's. */
 export const RetrieveVideoQuery = Type.Object({
-  wait: Type.Optional(Type.String({
-    pattern: '^(?:[0-9]|[1-5][0-9]|60)$',
-    description: 'Gateway extension: long-poll up to this many seconds (0–60) for the status or progress to change.'
-  }))
+  wait: TaskQuery.properties.wait
 })
 
 export const ListVideosQuery = Type.Object({
