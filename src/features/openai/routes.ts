@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { hash } from 'node:crypto'
 import multipart from '@fastify/multipart'
 import { gatewayError } from '../../errors/table.ts'
 import { errorResponses } from '../../schemas/errors.ts'
@@ -52,6 +53,12 @@ function refuseOperation (name: string) {
   }
 }
 
+/** An uploaded file is part of what a create is: the same Idempotency-Key with another image is another request (422). */
+function createIdentity (request: FastifyRequest): unknown {
+  const file = receivedFileOf(request)
+  return file?.bytes == null ? request.body : { body: request.body, [uploadField]: hash('sha256', file.bytes, 'hex') }
+}
+
 /** The create (and the refused creates), in their own scope: only they parse multipart/form-data. */
 const createRoute: FastifyPluginAsyncTypebox<OpenaiRoutesOptions> = async (fastify, options) => {
   await fastify.register(multipart, {
@@ -64,7 +71,7 @@ const createRoute: FastifyPluginAsyncTypebox<OpenaiRoutesOptions> = async (fasti
   })
 
   fastify.post('/videos', {
-    config: { ...tenantRateLimit('create'), idempotency: true, tokenOperation: 'create', dialect },
+    config: { ...tenantRateLimit('create'), idempotency: true, idempotencyIdentity: createIdentity, tokenOperation: 'create', dialect },
     // After @fastify/multipart's own preValidation hook: the form becomes the JSON body the schema judges.
     preValidation: async (request) => {
       if (!request.isMultipart()) return

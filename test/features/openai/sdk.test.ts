@@ -58,10 +58,11 @@ t.test('the official openai SDK against the gateway', async (t) => {
 
   t.test('an archived video: a Range read through the SDK is 206 with the exact slice', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'vg-openai-range-'))
-    t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
     const { url: archivingUrl } = await startTestGateway(t, {
       upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { archiveDir: dir, archiveAllowedSources: '127.0.0.0/8', archivePollIntervalMs: 20, taskStatusTtlMs: 50 }
     })
+    // Teardowns run in order: the gateway closes first, then its archive directory goes (the other way round, its close took a minute).
+    t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
     const sdk = new OpenAI({ baseURL: `${archivingUrl}/v1`, apiKey: acme.key })
     const video = await sdk.videos.create({ prompt: 'to be archived' })
     t.equal((await waitForCompletion(video.id, sdk)).status, 'completed')
@@ -114,6 +115,19 @@ t.test('the official openai SDK against the gateway', async (t) => {
     t.equal(video.status, 'queued')
     const create = upstream.simulator.calls.log.findLast((call) => call.route === 'create')
     t.match((create?.body as { image_urls: string[] }).image_urls[0], /\/input-reference\.webp$/)
+  })
+
+  t.test('Idempotency-Key with an upload: the same file replays, another file is another request', async (t) => {
+    const before = { create: upstream.simulator.calls.create, upload: upstream.simulator.calls.upload }
+    // The SDK sends no Idempotency-Key of its own for OpenAI (no idempotency header configured): the caller's, as a header.
+    const send = async (bytes: Buffer) => await openai.videos.create({ prompt: 'keyed', input_reference: await toFile(bytes, 'a.png') }, { headers: { 'Idempotency-Key': 'upload-key-1' } })
+    const first = await send(png)
+    const again = await send(png)
+    t.equal(again.id, first.id, 'replayed')
+    t.same({ create: upstream.simulator.calls.create - before.create, upload: upstream.simulator.calls.upload - before.upload }, { create: 1, upload: 1 })
+    const other = await send(Buffer.concat([png, Buffer.from('trailing bytes')])).catch((error: unknown) => error)
+    t.ok(other instanceof OpenAI.UnprocessableEntityError)
+    t.match(other, { status: 422, code: 'idempotency_key_reused', param: 'Idempotency-Key' })
   })
 
   t.test('a file that is no image: BadRequestError with param, nothing uploaded or created', async (t) => {
