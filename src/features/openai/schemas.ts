@@ -11,10 +11,10 @@ export const CreateVideoBody = Type.Object({
   size: Type.Optional(Type.String({ maxLength: 32, description: '`1280x720`, `720x1280` (720p), `1920x1080`, `1080x1920` (1080p), `3840x2160`, `2160x3840` (4k); default `720x1280`.' })),
   input_reference: Type.Optional(Type.Object({
     image_url: Type.String({ format: 'uri', maxLength: 2048, description: 'A public image URL: the first frame.' })
-  }, { additionalProperties: false, description: 'A first-frame image by URL (file uploads are refused: give an image URL).' }))
+  }, { additionalProperties: false, description: 'A first-frame image by URL. In a multipart form, `input_reference` may instead be the image file itself (JPEG, PNG or WebP, at most IMAGE_UPLOAD_MAX_BYTES), which the gateway hosts on the video provider\'s file API.' }))
 }, {
   additionalProperties: false,
-  description: 'An OpenAI Videos create, as JSON or multipart/form-data (as the `openai` SDK sends it; `input_reference[image_url]` for the nested field).',
+  description: 'An OpenAI Videos create, as JSON or multipart/form-data (as the `openai` SDK sends it; `input_reference[image_url]` for the nested field, or `input_reference` as a file).',
   examples: [{ model: 'sora-2', prompt: 'A cat playing piano', seconds: '4', size: '1280x720' }]
 })
 export type CreateVideoBody = Static<typeof CreateVideoBody>
