@@ -62,6 +62,18 @@ function asUpstreamError (body: unknown): unknown {
   return { error: { code: `file_upload_${String(code ?? 'failed')}`, message: `File upload failed: ${String(msg)}`, param: 'input_reference' } }
 }
 
+/** The answer's text, refused past `limit` bytes (UPSTREAM_MAX_RESPONSE_BYTES, as every upstream answer). */
+async function readAtMost (body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length
+    if (size > limit) throw new Error(`files API answer over ${limit} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks, size).toString('utf8')
+}
+
 export function createUpstreamFiles (options: UpstreamFilesOptions): { files: UpstreamFiles, close (): Promise<void> } {
   if (options.baseUrl === null) {
     return {
@@ -100,9 +112,7 @@ export function createUpstreamFiles (options: UpstreamFilesOptions): { files: Up
     const { statusCode } = response
     let body: unknown
     try {
-      const declared = Number(response.headers['content-length'] ?? 0)
-      if (declared > options.maxResponseBytes) throw new Error(`files API declared ${declared} bytes`)
-      body = await response.body.json()
+      body = JSON.parse(await readAtMost(response.body, options.maxResponseBytes))
     } catch (cause) {
       response.body.destroy()
       throw mapUpstreamFailure({ kind: 'unreadable', cause, statusCode })
