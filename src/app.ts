@@ -14,6 +14,7 @@ import redisStore from './features/store/plugin.ts'
 import rateLimit from './plugins/external/rate-limit.ts'
 import errorHandler, { clientErrorHandler, expectationHandler, sendError } from './errors/handler.ts'
 import upstreamClient from './features/upstream/client.ts'
+import upstreamFiles from './features/upstream/files.ts'
 import upstreamBreaker from './features/upstream/breaker.ts'
 import idempotency from './features/idempotency/plugin.ts'
 import gracefulShutdown from './http/graceful-shutdown.ts'
@@ -215,6 +216,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     dispatcher: seams.upstreamDispatcher,
     retry: { attempts: config.upstreamRetryAttempts, baseDelayMs: config.upstreamRetryBaseDelayMs, maxDelayMs: config.upstreamRetryMaxDelayMs }
   })
+  await app.register(upstreamFiles, {
+    baseUrl: config.evolinkFilesUrl === 'off' ? null : config.evolinkFilesUrl,
+    apiKey: config.evolinkApiKey,
+    timeoutMs: config.upstreamTimeoutMs,
+    maxResponseBytes: config.upstreamMaxResponseBytes
+  })
   await app.register(taskIds, { secrets })
   await app.register(taskStatus, {
     statusTtlMs: config.taskStatusTtlMs,
@@ -282,7 +289,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     prefix: '/v1',
     taskEventsHeartbeatMs: config.taskEventsHeartbeatMs,
     taskEventsMaxMs: config.taskEventsMaxMs,
-    openai: { aliases: openaiAliases, pollAfterMs: config.taskStatusTtlMs, bodyLimitBytes: config.bodyLimitBytes }
+    openai: { aliases: openaiAliases, pollAfterMs: config.taskStatusTtlMs, bodyLimitBytes: config.bodyLimitBytes, imageUploadMaxBytes: config.imageUploadMaxBytes }
   })
   return app
 }

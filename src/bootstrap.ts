@@ -62,6 +62,8 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
       ...config,
       evolinkApiKey: simulatorKey,
       evolinkBaseUrl: simulator.url,
+      // The simulator serves the files API too (on its one origin); `off` stays off.
+      evolinkFilesUrl: config.evolinkFilesUrl === 'off' ? 'off' : simulator.url,
       // Simulated tasks die with the process, so ids that die with it too are fine.
       gatewaySecret: config.gatewaySecret === '' ? randomBytes(32).toString('base64url') : config.gatewaySecret,
       // So that callback_url works end to end: the simulator calls the gateway on loopback,

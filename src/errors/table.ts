@@ -108,6 +108,12 @@ export const errorTable = {
     message: 'Request body is larger than %d bytes.',
     description: 'Request body over the configured limit (`BODY_LIMIT_BYTES`, 64 KiB by default).'
   },
+  image_too_large: {
+    statusCode: 413,
+    type: 'invalid_request_error',
+    message: 'The uploaded image is larger than %d bytes.',
+    description: 'OpenAI Videos: an image uploaded as `input_reference` over `IMAGE_UPLOAD_MAX_BYTES` (10 MB by default, the video provider\'s own limit); it was cut off, not kept. `param` is the form field.'
+  },
   unsupported_media_type: {
     statusCode: 415,
     type: 'invalid_request_error',

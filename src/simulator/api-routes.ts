@@ -18,7 +18,7 @@ function baseUrlOf (request: FastifyRequest): string {
  * matching fault (before auth and before the body is read, as a broken
  * upstream would), then check the bearer key.
  */
-function gate (ctx: SimulatorContext, route: SimulatorRoute, requireAuth: boolean) {
+export function gate (ctx: SimulatorContext, route: SimulatorRoute, requireAuth: boolean) {
   return async function simulatorGate (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const record = recordCall(ctx.calls, route, request, ctx.now())
     const fault = ctx.faults.take(route)

@@ -11,6 +11,7 @@ import { paddedSampleVideo } from './media.ts'
 import type { SimulatorContext, SimulatorInstance, SimulatorOptions } from './types.ts'
 import { createBodyValidator } from './validation.ts'
 import { CallbackSender } from './callbacks.ts'
+import { UploadStore, uploadRoutes } from './uploads.ts'
 import { httpUrl } from '../http/url.ts'
 
 export type { SimulatorInstance, SimulatorOptions } from './types.ts'
@@ -56,6 +57,7 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
   const calls = createCalls()
   const tasks = new TaskStore({ durationMs, now })
   const open = new OpenResponses()
+  const uploads = new UploadStore()
   const callbacks = new CallbackSender({
     tasks,
     baseUrl: () => {
@@ -69,6 +71,7 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
     resetCalls(calls)
     tasks.clear()
     callbacks.clear()
+    uploads.clear()
   }
   const ctx: SimulatorContext = {
     apiKey: options.apiKey,
@@ -79,6 +82,7 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
     open,
     validateCreate: createBodyValidator(VideoGenerationRequest, { models, deniedModels, allowPrivateCallbackUrls: options.allowPrivateCallbackUrls === true }),
     callbacks,
+    uploads,
     resultFile: paddedSampleVideo(options.resultFileBytes ?? 0),
     reset
   }
@@ -91,7 +95,8 @@ export async function buildSimulator (options: SimulatorOptions): Promise<Simula
     done()
   })
   await app.register(async (instance) => apiRoutes(instance, ctx))
+  await app.register(async (instance) => uploadRoutes(instance, ctx))
   await app.register(async (instance) => controlRoutes(instance, ctx))
 
-  return { app, faults, calls, tasks, callbacks, reset }
+  return { app, faults, calls, tasks, callbacks, uploads, reset }
 }

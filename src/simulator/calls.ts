@@ -24,6 +24,7 @@ export interface SimulatorCalls {
   create: number
   task: number
   file: number
+  upload: number
   log: CallRecord[]
 }
 
@@ -32,13 +33,14 @@ export const CALL_LOG_LIMIT = 200
 const records = new WeakMap<FastifyRequest, CallRecord>()
 
 export function createCalls (): SimulatorCalls {
-  return { create: 0, task: 0, file: 0, log: [] }
+  return { create: 0, task: 0, file: 0, upload: 0, log: [] }
 }
 
 export function resetCalls (calls: SimulatorCalls): void {
   calls.create = 0
   calls.task = 0
   calls.file = 0
+  calls.upload = 0
   calls.log.length = 0
 }
 

@@ -19,6 +19,7 @@ export async function controlRoutes (app: FastifyInstance, ctx: SimulatorContext
     create: ctx.calls.create,
     task: ctx.calls.task,
     file: ctx.calls.file,
+    upload: ctx.calls.upload,
     log: ctx.calls.log,
     // JSON has no Infinity: times and remaining are null for "every matching call".
     faults: ctx.faults.list().map(({ fault, remaining }) => ({

@@ -1,6 +1,6 @@
 import type { SimulatorRoute } from './types.ts'
 
-/** Which calls a fault applies to; `any` matches create, task and file downloads (never /_simulator). */
+/** Which calls a fault applies to; `any` matches create, task, file downloads and uploads (never /_simulator). */
 export type FaultRoute = SimulatorRoute | 'any'
 
 /** Exactly one behaviour per fault. */
@@ -35,7 +35,7 @@ export type Fault = { route: FaultRoute, times?: number } & FaultBehaviour
 export type FaultKind = 'status' | 'delayMs' | 'reset' | 'garbage' | 'hang' | 'bodyNeverEnds' | 'bodyBytes' | 'echoAuthorization' | 'redirect' | 'videoBytes' | 'truncatedVideo' | 'slowVideo'
 
 const KINDS: readonly FaultKind[] = ['status', 'delayMs', 'reset', 'garbage', 'hang', 'bodyNeverEnds', 'bodyBytes', 'echoAuthorization', 'redirect', 'videoBytes', 'truncatedVideo', 'slowVideo']
-const ROUTES: readonly FaultRoute[] = ['create', 'task', 'file', 'any']
+const ROUTES: readonly FaultRoute[] = ['create', 'task', 'file', 'upload', 'any']
 const ALLOWED_KEYS: Readonly<Record<FaultKind, readonly string[]>> = {
   status: ['status', 'body', 'headers'],
   delayMs: ['delayMs'],

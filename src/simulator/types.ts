@@ -6,6 +6,7 @@ import type { TaskStore } from './tasks.ts'
 import type { OpenResponses } from './fault-responder.ts'
 import type { CreateBodyValidator } from './validation.ts'
 import type { CallbackSender } from './callbacks.ts'
+import type { UploadStore } from './uploads.ts'
 
 /** Options of {@link buildSimulator}. Only `apiKey` is required. */
 export interface SimulatorOptions {
@@ -44,12 +45,14 @@ export interface SimulatorInstance {
   tasks: TaskStore
   /** Calls made to callback_url (`attempts`, oldest first). */
   callbacks: CallbackSender
+  /** Files uploaded to the simulated files API. */
+  uploads: UploadStore
   /** Forgets faults, calls and tasks. */
   reset (): void
 }
 
-/** The upstream routes a call (and a fault) can belong to. `file` is the result download. */
-export type SimulatorRoute = 'create' | 'task' | 'file'
+/** The upstream routes a call (and a fault) can belong to. `file` is a download (a result, an uploaded image), `upload` the files API. */
+export type SimulatorRoute = 'create' | 'task' | 'file' | 'upload'
 
 /** What the route plugins share (internal). */
 export interface SimulatorContext {
@@ -61,6 +64,7 @@ export interface SimulatorContext {
   open: OpenResponses
   validateCreate: CreateBodyValidator
   callbacks: CallbackSender
+  uploads: UploadStore
   /** the result file every completed task serves */
   resultFile: { size: number, body (): Readable }
   reset (): void

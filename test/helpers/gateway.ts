@@ -71,6 +71,8 @@ export async function buildTestApp (t: HasTeardown, options: TestAppOptions): Pr
     ...rest,
     config: {
       evolinkBaseUrl: upstreamUrl,
+      // The simulator serves the files API on its one origin; never the real one from a test.
+      evolinkFilesUrl: upstreamUrl,
       evolinkApiKey: upstreamKey,
       gatewaySecret: testGatewaySecret,
       upstreamTimeoutMs: 2000,

@@ -198,6 +198,6 @@ t.test('calls are counted and logged with the Authorization header and body', as
   ])
   t.equal(simulator.calls.log[0]?.headers['content-type'], 'application/json')
   simulator.reset()
-  t.strictSame({ ...simulator.calls, log: [...simulator.calls.log] }, { create: 0, task: 0, file: 0, log: [] })
+  t.strictSame({ ...simulator.calls, log: [...simulator.calls.log] }, { create: 0, task: 0, file: 0, upload: 0, log: [] })
   t.equal(simulator.tasks.size, 0)
 })

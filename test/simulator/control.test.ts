@@ -48,6 +48,7 @@ t.test('faults over HTTP: queue, stats, clear, reset', async (t) => {
     create: 0,
     task: 0,
     file: 0,
+    upload: 0,
     log: [],
     faults: [
       { route: 'create', status: 429, headers: { 'retry-after': '3' }, times: 1, remaining: 1 },
@@ -77,7 +78,7 @@ t.test('faults over HTTP: queue, stats, clear, reset', async (t) => {
   t.equal(created.status, 200)
 
   t.strictSame((await call(d, `${url}/_simulator/reset`, 'POST', undefined, AUTH)).body, { reset: true })
-  t.strictSame((await call(d, `${url}/_simulator/stats`, 'GET', undefined, AUTH)).body, { create: 0, task: 0, file: 0, log: [], faults: [] })
+  t.strictSame((await call(d, `${url}/_simulator/stats`, 'GET', undefined, AUTH)).body, { create: 0, task: 0, file: 0, upload: 0, log: [], faults: [] })
   t.equal((await call(d, `${url}/v1/tasks/${created.body.id}`, 'GET', undefined, AUTH)).status, 404, 'reset forgets tasks')
 })
 

@@ -20,6 +20,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** the route honours `Idempotency-Key` (its body is the request's identity) */
     idempotency?: boolean
+    /**
+     * What identifies the request instead of its body, where the body is not
+     * all of it (a form whose file is kept beside the body). Default: the body.
+     */
+    idempotencyIdentity?: (request: FastifyRequest) => unknown
   }
   interface FastifyRequest {
     /** the key this request holds until its answer is stored or the key released */
@@ -88,7 +93,8 @@ async function idempotencyPlugin (fastify: FastifyInstance, options: Idempotency
     const key = `${tenantOf(request).id}:${hash('sha256', presented, 'hex')}`
     let outcome
     try {
-      outcome = await store.claim(key, requestFingerprint(request.body))
+      const identity = request.routeOptions.config.idempotencyIdentity
+      outcome = await store.claim(key, requestFingerprint(identity === undefined ? request.body : identity(request)))
     } catch (cause) {
       // Fail closed: without the store the gateway cannot know whether this key already ran.
       redisOutage?.failed(cause)

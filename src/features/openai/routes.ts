@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { finished } from 'node:stream/promises'
+import { hash } from 'node:crypto'
 import multipart from '@fastify/multipart'
 import { gatewayError } from '../../errors/table.ts'
 import { errorResponses } from '../../schemas/errors.ts'
@@ -14,6 +14,7 @@ import { tenantRateLimit } from '../tenants/rate-limit.ts'
 import { sendTaskContent } from '../archive/content.ts'
 import { formFieldsToBody, mapCreateVideo, type ModelAliases } from './mapping.ts'
 import { presentVideo } from './presenter.ts'
+import { hostUploadedImage, receivedFileOf, receiveFile, uploadField } from './upload.ts'
 import { ContentQuery, CreateVideoBody, DeletedVideo, ListVideosQuery, openaiTag, RetrieveVideoQuery, Video, VideoList, VideoParams } from './schemas.ts'
 
 export interface OpenaiRoutesOptions {
@@ -22,6 +23,8 @@ export interface OpenaiRoutesOptions {
   pollAfterMs: number
   /** a multipart form's text fields together (BODY_LIMIT_BYTES) */
   bodyLimitBytes: number
+  /** the largest `input_reference` file read (IMAGE_UPLOAD_MAX_BYTES) */
+  imageUploadMaxBytes: number
 }
 
 /** every route here says so in its config: metrics count it (observability/metrics.ts) */
@@ -50,37 +53,45 @@ function refuseOperation (name: string) {
   }
 }
 
+/** An uploaded file is part of what a create is: the same Idempotency-Key with another image is another request (422). */
+function createIdentity (request: FastifyRequest): unknown {
+  const file = receivedFileOf(request)
+  return file?.bytes == null ? request.body : { body: request.body, [uploadField]: hash('sha256', file.bytes, 'hex') }
+}
+
 /** The create (and the refused creates), in their own scope: only they parse multipart/form-data. */
 const createRoute: FastifyPluginAsyncTypebox<OpenaiRoutesOptions> = async (fastify, options) => {
   await fastify.register(multipart, {
     attachFieldsToBody: 'keyValues',
-    limits: { fields: 16, fieldSize: options.bodyLimitBytes, files: 1, parts: 17, fileSize: options.bodyLimitBytes, headerPairs: 100 },
-    // A file is read to its end (the client is still sending it) but kept nowhere: the upstream needs an image URL.
+    // fileSize: busboy stops there, so one upload never holds more than the image limit.
+    limits: { fields: 16, fieldSize: options.bodyLimitBytes, files: 1, parts: 17, fileSize: options.imageUploadMaxBytes, headerPairs: 100 },
     async onFile (part) {
-      (this as FastifyRequest & { uploadedField?: string }).uploadedField = part.fieldname
-      part.file.resume()
-      await finished(part.file)
+      await receiveFile(this, part, options.imageUploadMaxBytes)
     }
   })
 
   fastify.post('/videos', {
-    config: { ...tenantRateLimit('create'), idempotency: true, tokenOperation: 'create', dialect },
+    config: { ...tenantRateLimit('create'), idempotency: true, idempotencyIdentity: createIdentity, tokenOperation: 'create', dialect },
     // After @fastify/multipart's own preValidation hook: the form becomes the JSON body the schema judges.
     preValidation: async (request) => {
       if (!request.isMultipart()) return
-      const uploaded = (request as FastifyRequest & { uploadedField?: string }).uploadedField
-      if (uploaded !== undefined) {
-        throw gatewayError('invalid_request', {
-          args: [`File uploads are not supported for "${uploaded}": the video provider needs a public image URL; send input_reference as { "image_url": "https://…" } (in a form: input_reference[image_url]).`],
-          param: uploaded
-        })
+      const file = receivedFileOf(request)
+      if (file !== undefined && file.bytes === null) {
+        throw gatewayError('invalid_request', { args: [`A file is accepted only as "${uploadField}"; got one as "${file.field}".`], param: file.field })
       }
-      request.body = formFieldsToBody((request.body ?? {}) as Record<string, unknown>) as CreateVideoBody
+      // 'keyValues' puts the file's bytes under its field name too: the file is kept beside the body, not in it.
+      const fields = { ...(request.body ?? {}) } as Record<string, unknown>
+      if (file !== undefined) delete fields[file.field]
+      const body = formFieldsToBody(fields)
+      if (file !== undefined && body[uploadField] !== undefined) {
+        throw gatewayError('invalid_request', { args: [`Send "${uploadField}" once: a file or input_reference[image_url], not both.`], param: uploadField })
+      }
+      request.body = body as CreateVideoBody
     },
     schema: {
       tags: [openaiTag],
       summary: 'Create a video (OpenAI Videos API)',
-      description: 'OpenAI\'s create, as JSON or multipart/form-data, mapped to the native create (`model` through OPENAI_MODEL_ALIASES, `seconds` → `duration`, `size` → `aspect_ratio` + `quality`, `input_reference.image_url` → `image_urls`) and admitted on the one create path: the tenant\'s caps, rate limits, budgets, concurrency and `Idempotency-Key` apply exactly as on `POST /v1/videos/generations`.',
+      description: 'OpenAI\'s create, as JSON or multipart/form-data, mapped to the native create (`model` through OPENAI_MODEL_ALIASES, `seconds` → `duration`, `size` → `aspect_ratio` + `quality`, `input_reference.image_url` → `image_urls`) and admitted on the one create path: the tenant\'s caps, rate limits, budgets, concurrency and `Idempotency-Key` apply exactly as on `POST /v1/videos/generations`. In a form, `input_reference` may be an image file (JPEG, PNG or WebP, at most IMAGE_UPLOAD_MAX_BYTES): the gateway hosts it on the video provider\'s file API (EVOLINK_FILES_URL) and sends its link as the first frame.',
       operationId: 'openaiCreateVideo',
       security: [{ tenantKey: [] }],
       consumes: ['application/json', 'multipart/form-data'],
@@ -93,6 +104,9 @@ const createRoute: FastifyPluginAsyncTypebox<OpenaiRoutesOptions> = async (fasti
     }
   }, async function createVideo (request) {
     const mapped = mapCreateVideo(request.body, options.aliases)
+    const file = receivedFileOf(request)
+    // Hosted after the mapping has judged the fields (a refused seconds or size uploads nothing).
+    if (file?.bytes != null) mapped.body.image_urls = [await hostUploadedImage(fastify, request, { ...file, bytes: file.bytes })]
     const task = await createTask(fastify, { request, body: mapped.body, indexAttributes: mapped.indexAttributes })
     return presentVideo({ id: task.id, attributes: mapped.indexAttributes }, { task, etag: '', terminal: false, fetchedAt: 0 })
   })

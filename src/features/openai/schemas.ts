@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { TaskQuery } from '../../schemas/generation.ts'
 
 /** The tag of every route of the OpenAI Videos dialect in /openapi.json. */
 export const openaiTag = 'OpenAI Videos'
@@ -10,10 +11,10 @@ export const CreateVideoBody = Type.Object({
   size: Type.Optional(Type.String({ maxLength: 32, description: '`1280x720`, `720x1280` (720p), `1920x1080`, `1080x1920` (1080p), `3840x2160`, `2160x3840` (4k); default `720x1280`.' })),
   input_reference: Type.Optional(Type.Object({
     image_url: Type.String({ format: 'uri', maxLength: 2048, description: 'A public image URL: the first frame.' })
-  }, { additionalProperties: false, description: 'A first-frame image by URL (file uploads are refused: give an image URL).' }))
+  }, { additionalProperties: false, description: 'A first-frame image by URL. In a multipart form, `input_reference` may instead be the image file itself (JPEG, PNG or WebP, at most IMAGE_UPLOAD_MAX_BYTES), which the gateway hosts on the video provider\'s file API.' }))
 }, {
   additionalProperties: false,
-  description: 'An OpenAI Videos create, as JSON or multipart/form-data (as the `openai` SDK sends it; `input_reference[image_url]` for the nested field).',
+  description: 'An OpenAI Videos create, as JSON or multipart/form-data (as the `openai` SDK sends it; `input_reference[image_url]` for the nested field, or `input_reference` as a file).',
   examples: [{ model: 'sora-2', prompt: 'A cat playing piano', seconds: '4', size: '1280x720' }]
 })
 export type CreateVideoBody = Static<typeof CreateVideoBody>
@@ -44,11 +45,9 @@ export const VideoParams = Type.Object({
   video_id: Type.String({ minLength: 1, maxLength: 512, description: 'The video id `POST /v1/videos` returned.' })
 })
 
+/** `?wait=` is the native long-poll (a gateway extension to OpenAI's API): one definition, the native route's. */
 export const RetrieveVideoQuery = Type.Object({
-  wait: Type.Optional(Type.String({
-    pattern: '^(?:[0-9]|[1-5][0-9]|60)$',
-    description: 'Gateway extension: long-poll up to this many seconds (0–60) for the status or progress to change.'
-  }))
+  wait: TaskQuery.properties.wait
 })
 
 export const ListVideosQuery = Type.Object({

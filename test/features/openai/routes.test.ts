@@ -10,7 +10,7 @@ const metricsToken = 'metrics-token-0123456789abcdef'
 t.test('POST /v1/videos: the mapping and its refusals', async (t) => {
   const upstream = await startTestSimulator(t, { taskDurationMs: 60_000 })
   const acme = makeTenant('acme', { rateLimit: { max: 500, timeWindow: 60_000 } })
-  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { openaiModelAliases: 'sora-2=veo-3.1-generate-preview,my-alias=veo-3.1-fast-generate-preview' } })
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { openaiModelAliases: 'sora-2=veo-3.1-generate-preview,my-alias=veo-3.1-fast-generate-preview', imageUploadMaxBytes: 4096 } })
   const create = async (payload: unknown) => await app.inject({ method: 'POST', url: '/v1/videos', headers: { authorization: acme.authorization }, payload: payload as Record<string, unknown> })
 
   t.test('fields map onto the native create that the upstream receives', async (t) => {
@@ -51,34 +51,45 @@ t.test('POST /v1/videos: the mapping and its refusals', async (t) => {
     })
   }
 
-  t.test('multipart: text fields, the nested input_reference, and a file refused', async (t) => {
+  t.test('multipart: text fields, the nested input_reference, and files', async (t) => {
     const form = (parts: string[]) => ({
       payload: parts.map((part) => `--b\r\n${part}\r\n`).join('') + '--b--\r\n',
       headers: { authorization: acme.authorization, 'content-type': 'multipart/form-data; boundary=b' }
     })
     const field = (name: string, value: string) => `Content-Disposition: form-data; name="${name}"\r\n\r\n${value}`
+    const file = (name: string, content: string) => `Content-Disposition: form-data; name="${name}"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n${content}`
     const ok = await app.inject({ method: 'POST', url: '/v1/videos', ...form([field('prompt', 'from a form'), field('seconds', '8'), field('size', '1280x720'), field('input_reference[image_url]', 'https://example.com/a.png')]) })
     t.equal(ok.statusCode, 200)
     t.match(ok.json(), { prompt: 'from a form', seconds: '8', size: '1280x720', model: 'sora-2' })
-    const file = await app.inject({
-      method: 'POST',
-      url: '/v1/videos',
-      ...form([field('prompt', 'x'), 'Content-Disposition: form-data; name="input_reference"; filename="a.png"\r\nContent-Type: image/png\r\n\r\nPNGDATA'])
-    })
-    assertErrorResponse(t, file, {
+    const before = { create: upstream.simulator.calls.create, upload: upstream.simulator.calls.upload }
+    assertErrorResponse(t, await app.inject({ method: 'POST', url: '/v1/videos', ...form([field('prompt', 'x'), file('input_reference', 'PNGDATA')]) }), {
       status: 400,
       code: 'invalid_request',
       type: 'invalid_request_error',
       param: 'input_reference',
-      message: 'File uploads are not supported for "input_reference": the video provider needs a public image URL; send input_reference as { "image_url": "https://…" } (in a form: input_reference[image_url]).'
+      message: 'The uploaded input_reference is not a JPEG, PNG or WebP image.'
     })
-    const big = await app.inject({
-      method: 'POST',
-      url: '/v1/videos',
-      ...form([field('prompt', 'x'), `Content-Disposition: form-data; name="input_reference"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n${'x'.repeat(70_000)}`])
+    assertErrorResponse(t, await app.inject({ method: 'POST', url: '/v1/videos', ...form([field('prompt', 'x'), file('image', 'PNGDATA')]) }), {
+      status: 400,
+      code: 'invalid_request',
+      type: 'invalid_request_error',
+      param: 'image',
+      message: 'A file is accepted only as "input_reference"; got one as "image".'
     })
-    t.equal(big.statusCode, 413, 'a file over the limit is cut off, not buffered')
-    t.equal(big.json().error.code, 'payload_too_large')
+    assertErrorResponse(t, await app.inject({ method: 'POST', url: '/v1/videos', ...form([field('prompt', 'x'), field('input_reference[image_url]', 'https://example.com/a.png'), file('input_reference', 'PNGDATA')]) }), {
+      status: 400,
+      code: 'invalid_request',
+      type: 'invalid_request_error',
+      param: 'input_reference',
+      message: 'Send "input_reference" once: a file or input_reference[image_url], not both.'
+    })
+    // The fields are judged before the file is looked at or hosted.
+    assertErrorResponse(t, await app.inject({ method: 'POST', url: '/v1/videos', ...form([field('prompt', 'x'), field('seconds', '12'), file('input_reference', 'PNGDATA')]) }), {
+      status: 400, code: 'invalid_request', type: 'invalid_request_error', param: 'seconds', message: '"seconds" must be one of "4", "6", "8"; got "12".'
+    })
+    const big = await app.inject({ method: 'POST', url: '/v1/videos', ...form([field('prompt', 'x'), file('input_reference', 'x'.repeat(70_000))]) })
+    assertErrorResponse(t, big, { status: 413, code: 'image_too_large', type: 'invalid_request_error', param: 'input_reference', message: 'The uploaded image is larger than 4096 bytes.' })
+    t.same({ create: upstream.simulator.calls.create, upload: upstream.simulator.calls.upload }, before, 'nothing uploaded, nothing created')
   })
 
   t.test('the native create stays JSON-only', async (t) => {
