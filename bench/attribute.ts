@@ -16,7 +16,8 @@ import { buildGateway, prepareSecrets, sanityCheck } from './setup.ts'
  * timers, sockets...), the bytes allocated and the GCs, from
  * bench/attribute-preload.ts; in Redis mode also every Redis command the
  * gateway sent (MONITOR, its connections recognised by a key prefix of this
- * run), per create. The async hook slows the servers: no timing comes from here.
+ * run), per create, and INFO commandstats of the whole server as a cross-check.
+ * The async hook slows the servers: no timing comes from here.
  *
  *   node bench/attribute.ts [--store memory|redis] [--duration 8] [--no-build]
  */
@@ -74,6 +75,14 @@ async function monitorCommands (prefix: string, during: () => Promise<void>): Pr
   return total
 }
 
+/** calls per command from INFO commandstats (cmdstat_evalsha:calls=12,...) */
+async function commandStats (): Promise<Map<string, number>> {
+  const client = new Redis(redisUrl)
+  const info = await client.info('commandstats')
+  client.disconnect()
+  return new Map([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map((match) => [match[1] as string, Number(match[2])]))
+}
+
 async function measure (side: Side, server: Started, file: string, tenantKey: string, prefix: string | null): Promise<void> {
   const taskId = await sanityCheck(side, server.url, tenantKey)
   const connections = Number(flags.connections)
@@ -89,7 +98,9 @@ async function measure (side: Side, server: Started, file: string, tenantKey: st
     requests = await load(Number(flags.duration))
     server.child.kill('SIGWINCH')
   }
+  const statsBefore = prefix === null ? null : await commandStats()
   const commands = prefix === null ? null : await monitorCommands(prefix, run)
+  const statsAfter = prefix === null ? null : await commandStats()
   if (prefix === null) await run()
   const window = await readWindow(file)
   const per = (value: number): string => (value / requests).toFixed(2)
@@ -101,6 +112,9 @@ async function measure (side: Side, server: Started, file: string, tenantKey: st
   if (commands !== null) {
     const sent = [...commands].filter(([name]) => !name.startsWith('in Lua: ')).reduce((sum, [, count]) => sum + count, 0)
     say(`Redis commands sent per create: ${per(sent)}; with the ones Lua ran: ${[...commands].sort((a, b) => b[1] - a[1]).map(([name, count]) => `${name} ${per(count)}`).join(', ')}`)
+    // The whole server's counters, as a cross-check: they include everyone else's traffic on a shared Redis (and the MONITOR itself).
+    const delta = [...(statsAfter ?? new Map<string, number>())].map(([name, calls]) => [name, calls - (statsBefore?.get(name) ?? 0)] as const).filter(([, calls]) => calls > 0)
+    say(`INFO commandstats, whole server, per create: ${delta.sort((a, b) => b[1] - a[1]).slice(0, 8).map(([name, calls]) => `${name} ${per(calls)}`).join(', ')}`)
   }
 }
 
