@@ -64,6 +64,16 @@ function compare (a: TaskIndexEntry, b: TaskIndexEntry): number {
 }
 
 /**
+ * The store's own copy of an entry, so that no caller's object is kept or
+ * handed out. By hand, not structuredClone(): the entry is flat (primitives and
+ * one object of primitives), and structuredClone's serialisation cost ~7 µs of
+ * every create under load (profiled), the largest single item of a create.
+ */
+function copyEntry (entry: TaskIndexEntry): TaskIndexEntry {
+  return { ...entry, attributes: { ...entry.attributes } }
+}
+
+/**
  * One instance's index, lost on restart: a sorted array per tenant (creates
  * arrive nearly in order, so an insert is a push) bounded by
  * `maxEntriesPerTenant` and retention, trimmed on every add (as in Redis).
@@ -99,7 +109,7 @@ export function createMemoryTaskIndexStore (limits: TaskIndexLimits): TaskIndexS
     async add (tenantId, entry) {
       const index = tenantIndex(tenantId)
       remove(index, entry.id)
-      const copy = structuredClone(entry)
+      const copy = copyEntry(entry)
       let at = index.sorted.length
       while (at > 0 && compare(index.sorted[at - 1]!, copy) > 0) at--
       index.sorted.splice(at, 0, copy)
@@ -108,7 +118,7 @@ export function createMemoryTaskIndexStore (limits: TaskIndexLimits): TaskIndexS
     },
     async get (tenantId, id) {
       const entry = byTenant.get(tenantId)?.byId.get(id)
-      return entry === undefined ? null : structuredClone(entry)
+      return entry === undefined ? null : copyEntry(entry)
     },
     async list (tenantId, options) {
       const index = tenantIndex(tenantId)
@@ -120,7 +130,7 @@ export function createMemoryTaskIndexStore (limits: TaskIndexLimits): TaskIndexS
         start = ordered.indexOf(after) + 1
       }
       const page = ordered.slice(start, start + options.limit)
-      return { entries: page.map((entry) => structuredClone(entry)), hasMore: start + options.limit < ordered.length }
+      return { entries: page.map(copyEntry), hasMore: start + options.limit < ordered.length }
     },
     async remove (tenantId, id) {
       const index = byTenant.get(tenantId)

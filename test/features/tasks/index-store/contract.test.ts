@@ -32,6 +32,17 @@ async function contract (t: Test, makeStore: (limits: TaskIndexLimits) => TaskIn
   t.same(await store.list('nobody', { limit: 5, order: 'desc' }), { entries: [], hasMore: false })
 
   t.same(await store.get('acme', 'a'), entry('a', 9_000_100))
+  // The store keeps and hands out its own copies: no caller's object changes what it holds.
+  const added = entry('m', 9_500_000)
+  await store.add('mutable', added)
+  added.attributes.prompt = 'changed after add'
+  const read = await store.get('mutable', 'm')
+  t.equal(read?.attributes.prompt, 'prompt of m', 'changing the added object changes nothing')
+  if (read !== null) read.attributes.prompt = 'changed after get'
+  const listed = await store.list('mutable', { limit: 1, order: 'asc' })
+  t.equal(listed?.entries[0]?.attributes.prompt, 'prompt of m', 'nor does changing a returned one')
+  if (listed?.entries[0] !== undefined) listed.entries[0].attributes.prompt = 'changed after list'
+  t.same(await store.get('mutable', 'm'), entry('m', 9_500_000))
   t.equal(await store.get('globex', 'a'), null, 'per tenant')
 
   t.equal(await store.remove('acme', 'b1'), true)
@@ -68,7 +79,7 @@ t.test('Redis store', { skip: 'skip' in redis ? redis.skip : false }, async (t) 
   const keyPrefix = `test-${process.pid}-${Date.now()}:tasks:`
   const clock = { now: 10_000_000 }
   await contract(t, (limits) => createRedisTaskIndexStore({ ...limits, redis: client, keyPrefix }), clock)
-  t.same((await client.keys(`${keyPrefix}*`)).sort(), [`${keyPrefix}{acme}:entries`, `${keyPrefix}{acme}:order`, `${keyPrefix}{globex}:entries`, `${keyPrefix}{globex}:order`], 'one sorted set and one hash per tenant, under its hash tag')
+  t.same((await client.keys(`${keyPrefix}*`)).sort(), [`${keyPrefix}{acme}:entries`, `${keyPrefix}{acme}:order`, `${keyPrefix}{globex}:entries`, `${keyPrefix}{globex}:order`, `${keyPrefix}{mutable}:entries`, `${keyPrefix}{mutable}:order`], 'one sorted set and one hash per tenant, under its hash tag')
   await client.del(...await client.keys(`${keyPrefix}*`))
 
   t.test('a Redis that fails makes the store throw', async (t) => {
