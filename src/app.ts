@@ -11,6 +11,7 @@ import { buildTenantRegistry, readTenantsFile } from './features/tenants/registr
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { ErrorResponse } from './schemas/errors.ts'
 import redisStore from './features/store/plugin.ts'
+import database from './features/database/plugin.ts'
 import rateLimit from './plugins/external/rate-limit.ts'
 import errorHandler, { clientErrorHandler, expectationHandler, sendError } from './errors/handler.ts'
 import upstreamClient from './features/upstream/client.ts'
@@ -136,8 +137,10 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   const seams = options.seams ?? {}
   if (config.evolinkApiKey === '') throw new ConfigError('EVOLINK_API_KEY is empty (server.ts starts the simulator in that case; buildApp needs an upstream and its key)')
   const secrets = requireGatewaySecrets(config)
-  const tenantsFile = options.tenantsFile ?? (options.tenants === undefined ? requireTenantsFile(config) : null)
-  const tenants = options.tenants ?? readTenantsFile(requireTenantsFile(config))
+  const databaseMode = config.databaseUrl !== ''
+  // Database mode: the tenants are PostgreSQL's, not a file's.
+  const tenantsFile = databaseMode ? null : options.tenantsFile ?? (options.tenants === undefined ? requireTenantsFile(config) : null)
+  const tenants = options.tenants ?? (databaseMode ? [] : readTenantsFile(requireTenantsFile(config)))
   const registry = buildTenantRegistry(tenants)
   let openaiAliases
   try {
@@ -201,6 +204,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   app.removeContentTypeParser('text/plain')
   app.addSchema(ErrorResponse)
   await app.register(redisStore, { redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, outagePolicy: redisOutagePolicy(config) })
+  await app.register(database, { databaseUrl: config.databaseUrl })
   await app.register(rateLimit, { onStoreError: config.rateLimitOnStoreError })
   await app.register(errorHandler, errorOptions)
   await app.register(gracefulShutdown)
