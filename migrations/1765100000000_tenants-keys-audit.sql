@@ -63,15 +63,26 @@ CREATE FUNCTION vg_notify_tenant_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   changed text;
 BEGIN
+  -- (Nested IFs: PL/pgSQL does not promise to short-circuit, and OLD/NEW lack the other table's columns.)
   IF TG_TABLE_NAME = 'tenants' THEN
-    changed := CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END;
+    IF TG_OP = 'DELETE' THEN
+      changed := OLD.id;
+    ELSE
+      changed := NEW.id;
+    END IF;
   ELSE
-    changed := CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id ELSE NEW.tenant_id END;
+    IF TG_OP = 'DELETE' THEN
+      changed := OLD.tenant_id;
+    ELSE
+      changed := NEW.tenant_id;
+      IF TG_OP = 'UPDATE' THEN
+        IF OLD.tenant_id <> NEW.tenant_id THEN
+          PERFORM pg_notify('vg_tenants', OLD.tenant_id);
+        END IF;
+      END IF;
+    END IF;
   END IF;
   PERFORM pg_notify('vg_tenants', changed);
-  IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'tenant_keys' AND OLD.tenant_id <> NEW.tenant_id THEN
-    PERFORM pg_notify('vg_tenants', OLD.tenant_id);
-  END IF;
   RETURN NULL;
 END;
 $$;
