@@ -29,7 +29,9 @@ import webhooks from './features/webhooks/plugin.ts'
 import { parseDestinationPolicy, type LookupFunction } from './http/destination.ts'
 import tenantAuth from './features/tenants/auth.ts'
 import tenantRegistry from './features/tenants/reload.ts'
+import tenantSync from './features/database/tenant-sync.ts'
 import tenantRateLimit from './features/tenants/rate-limit.ts'
+import admin from './features/admin/plugin.ts'
 import requestLogging from './features/observability/request-logging.ts'
 import cors from './plugins/external/cors.ts'
 import archive from './features/archive/plugin.ts'
@@ -63,7 +65,10 @@ export interface AppSeams {
 export interface BuildAppOptions {
   /** any configuration value; the rest come from ConfigSchema's defaults */
   config?: Partial<Config>
-  /** tenants as in TENANTS_FILE; when absent, read from `config.tenantsFile` */
+  /**
+   * tenants as in TENANTS_FILE; when absent, read from `config.tenantsFile`, or in database mode
+   * (`config.databaseUrl`) loaded from PostgreSQL and kept current. Given, they win in both modes.
+   */
   tenants?: readonly TenantDefinition[]
   /**
    * The file the tenants are reloaded from (`app.tenantRegistry.reload()`, SIGHUP, a watched change).
@@ -229,6 +234,13 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   })
   await app.register(taskIndex, { maxEntriesPerTenant: config.taskIndexMaxPerTenant, retentionMs: taskIndexRetentionMs, now: seams.clock })
   await app.register(tenantRegistry, { registry, file: tenantsFile, watch: options.watchTenantsFile, now: seams.clock })
+  // Database mode: the registry is PostgreSQL's, loaded now and kept current by LISTEN/NOTIFY
+  // (tenants given in code win: a test that wants a pool but fixed tenants).
+  await app.register(tenantSync, {
+    databaseUrl: databaseMode && options.tenants === undefined ? config.databaseUrl : '',
+    refreshMs: config.databaseRefreshMs,
+    now: seams.clock
+  })
   await app.register(browserTokens, { secrets, now: seams.clock })
   await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: seams.clock })
   await app.register(webhooks, {
@@ -245,6 +257,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
   })
   await app.register(tenantRateLimit)
+  await app.register(admin, {
+    tokenHashes: config.adminTokens,
+    adminPort: config.adminPort,
+    unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs },
+    now: seams.clock
+  })
   await app.register(archive, {
     storage: await openArchiveStorage(config),
     defaults: { enabled: config.archiveEnabled, retentionDays: config.archiveRetentionDays, rewriteResults: config.archiveRewriteResults },

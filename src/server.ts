@@ -10,6 +10,7 @@ import { loggerOptions } from './logger.ts'
 import { describeStartupFailure } from './errors/startup.ts'
 import { findUnknownSettings, unknownSettingMessage } from './config/unknown-settings.ts'
 import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
+import { startAdminListener, type AdminListener } from './features/admin/listener.ts'
 import { httpUrl } from './http/url.ts'
 
 const listenBacklog = 4096
@@ -52,9 +53,11 @@ try {
   // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
 
   let metricsListener: MetricsListener | null = null
-  /** What outlives the app: the metrics listener, the simulator; then the log. */
+  let adminListener: AdminListener | null = null
+  /** What outlives the app: the metrics and admin listeners, the simulator; then the log. */
   const closeTheRest = async (): Promise<void> => {
     await metricsListener?.close()
+    await adminListener?.close()
     await runtime.close()
     logStream.flushSync()
   }
@@ -125,6 +128,10 @@ try {
   if (config.metricsPort !== 0) {
     metricsListener = await startMetricsListener({ registry: app.metrics.registry, host: config.host, port: config.metricsPort })
     logger.info({ url: `${metricsListener.url}/metrics` }, 'Prometheus metrics served on their own port')
+  }
+  if (config.adminPort !== 0) {
+    adminListener = await startAdminListener({ app, host: config.host, port: config.adminPort })
+    logger.info({ url: `${adminListener.url}/admin/v1` }, 'admin API served on its own port (not on the main one)')
   }
   // Start-up lines (the simulator-mode warning above all) must not wait in the buffer.
   logStream.flushSync()
