@@ -183,3 +183,27 @@ t.test('a tenant row edited by hand into something invalid is left out (named in
   const line = logs.lines.find((entry) => entry.tenant === 'bad' && entry.level === 50)
   t.match(line?.msg, /^tenant "bad" in the database is invalid and is not served: /)
 })
+
+t.test('a change made while the listener was cut off is loaded when it reconnects', async (t) => {
+  const databaseUrl = await migratedDatabase(t)
+  if (databaseUrl === null) return
+  const upstream = await startTestSimulator(t)
+  const app = await buildDatabaseTestApp(t, { databaseUrl, upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY })
+  const auth = { authorization: adminAuthorization }
+  await app.inject({ method: 'POST', url: '/admin/v1/tenants', headers: auth, payload: { id: 'acme' } })
+  const key = (await app.inject({ method: 'POST', url: '/admin/v1/tenants/acme/keys', headers: auth, payload: {} })).json().key as string
+  const status = async (): Promise<number> => (await app.inject({ method: 'GET', url: '/v1/videos', headers: { authorization: `Bearer ${key}` } })).statusCode
+  t.ok((await eventually(async () => await status() === 200, propagationMs)).ok)
+
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  t.teardown(async () => { await client.end() })
+  // Cut the listener's connection, and in the same transaction revoke: its notification is sent to nobody.
+  await client.query('BEGIN')
+  const cut = await client.query("SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity WHERE application_name = 'video-gateway-listener' AND datname = current_database()")
+  t.same(cut.rows, [{ cut: true }], 'the listener was cut')
+  await client.query("UPDATE tenant_keys SET revoked_at = now() WHERE tenant_id = 'acme'")
+  await client.query('COMMIT')
+  t.ok((await eventually(async () => await status() === 401, 5000)).ok, 'refused once the listener is back (its reload after reconnecting)')
+  t.ok((await eventually(async () => app.tenantSync?.listening === true, 5000)).ok, 'listening again')
+})
