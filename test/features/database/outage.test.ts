@@ -35,10 +35,10 @@ t.test('PostgreSQL stopped mid-traffic: the gateway keeps serving its tenants, s
 
   // Traffic all along: bounded in time (at most 60 s) and stopped by the test.
   const statuses = new Map<number, number>()
-  let trafficOn = true
+  const traffic = { on: true }
   const trafficDeadline = performance.now() + 60_000
   const workers = Array.from({ length: 4 }, async () => {
-    while (trafficOn && performance.now() < trafficDeadline) {
+    while (traffic.on && performance.now() < trafficDeadline) {
       const status = await statusWith(key)
       statuses.set(status, (statuses.get(status) ?? 0) + 1)
     }
@@ -71,7 +71,7 @@ t.test('PostgreSQL stopped mid-traffic: the gateway keeps serving its tenants, s
   t.equal((await admin('POST', `/tenants/acme/keys/${second.body.id as string}/revoke`)).status, 200)
   t.ok((await eventually(async () => await statusWith(second.body.key) === 401, 1000)).ok, 'a key revoked after the outage is refused within 1 s')
 
-  trafficOn = false
+  traffic.on = false
   await Promise.all(workers)
   t.same([...statuses.keys()], [200], `every request of the traffic was answered 200 (${answered()} requests), none failed during the outage`)
 })
