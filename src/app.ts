@@ -257,12 +257,6 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs }
   })
   await app.register(tenantRateLimit)
-  await app.register(admin, {
-    tokenHashes: config.adminTokens,
-    adminPort: config.adminPort,
-    unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs },
-    now: seams.clock
-  })
   await app.register(archive, {
     storage: await openArchiveStorage(config),
     defaults: { enabled: config.archiveEnabled, retentionDays: config.archiveRetentionDays, rewriteResults: config.archiveRewriteResults },
@@ -290,6 +284,13 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(cors)
   await app.register(swagger, { version: packageJson.version })
   await app.register(healthRoutes)
+  // After swagger, which documents only the routes registered after it.
+  await app.register(admin, {
+    tokenHashes: config.adminTokens,
+    adminPort: config.adminPort,
+    unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs },
+    now: seams.clock
+  })
   const demoTenantId = options.demoTenantId ?? null
   if (config.demoPage === 'on' || (config.demoPage === 'auto' && demoTenantId !== null)) {
     await app.register(demoRoutes, {
