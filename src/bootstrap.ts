@@ -12,7 +12,8 @@ import { runMigrations } from './features/database/migrate.ts'
 export interface Runtime {
   /** the configuration buildApp gets (in simulator mode: pointed at the simulator) */
   config: Config
-  tenants: TenantDefinition[]
+  /** null in database mode: buildApp loads them from PostgreSQL */
+  tenants: TenantDefinition[] | null
   mode: 'evolink' | 'simulator'
   /** simulator mode without TENANTS_FILE: the demo tenant's key, to print once */
   demoTenantKey: string | null
@@ -50,7 +51,7 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
     requireGatewaySecrets(config)
     if (config.publicBaseUrl !== '' && !config.publicBaseUrl.startsWith('https://')) throw new ConfigError('PUBLIC_BASE_URL must be https:// with EVOLINK_API_KEY: Evolink refuses other callback URLs')
     // Database mode: buildApp loads the tenants from PostgreSQL.
-    const tenants = databaseMode ? [] : readTenantsFile(requireTenantsFile(config))
+    const tenants = databaseMode ? null : readTenantsFile(requireTenantsFile(config))
     return { config, tenants, mode: 'evolink', demoTenantKey: null, demoTenantId: null, demoWebhookSecret: null, close: async () => {} }
   }
 
@@ -59,12 +60,12 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
   const simulator = await startSimulator({ apiKey: simulatorKey, taskDurationMs: config.simulatorTaskDurationMs, host: '127.0.0.1', port: 0, allowPrivateCallbackUrls: true })
   log.warn({ simulator: simulator.url }, 'EVOLINK_API_KEY is not set: SIMULATOR MODE, no real videos are made. Set EVOLINK_API_KEY to use Evolink.')
 
-  let tenants: TenantDefinition[]
+  let tenants: TenantDefinition[] | null
   let demoTenantKey: string | null = null
   let demoWebhookSecret: string | null = null
   if (databaseMode) {
     // The tenants are the database's (buildApp loads them): no demo tenant is invented there.
-    tenants = []
+    tenants = null
   } else if (config.tenantsFile !== '') {
     tenants = readTenantsFile(config.tenantsFile)
   } else {

@@ -37,7 +37,8 @@ try {
   const runtime = await prepareRuntime(config, logger)
   const app = await buildApp({
     config: runtime.config,
-    tenants: runtime.tenants,
+    // Database mode (null): buildApp loads them from PostgreSQL and keeps them current.
+    ...(runtime.tenants === null ? {} : { tenants: runtime.tenants }),
     // Reloaded on SIGHUP and when the file changes (the embedded demo tenant has no file: nothing to reload).
     tenantsFile: config.tenantsFile === '' ? null : config.tenantsFile,
     watchTenantsFile: true,
