@@ -48,10 +48,11 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
     if (config.tenantsFile !== '') log.warn({ file: config.tenantsFile }, 'DATABASE_URL is set: the tenants come from PostgreSQL and TENANTS_FILE is not read (seed the database once with `npm run tenants -- import <file>`)')
   }
   if (config.evolinkApiKey !== '') {
+    // Database mode: buildApp loads the tenants from PostgreSQL.
+    const tenantsFile = databaseMode ? null : requireTenantsFile(config)
     requireGatewaySecrets(config)
     if (config.publicBaseUrl !== '' && !config.publicBaseUrl.startsWith('https://')) throw new ConfigError('PUBLIC_BASE_URL must be https:// with EVOLINK_API_KEY: Evolink refuses other callback URLs')
-    // Database mode: buildApp loads the tenants from PostgreSQL.
-    const tenants = databaseMode ? null : readTenantsFile(requireTenantsFile(config))
+    const tenants = tenantsFile === null ? null : readTenantsFile(tenantsFile)
     return { config, tenants, mode: 'evolink', demoTenantKey: null, demoTenantId: null, demoWebhookSecret: null, close: async () => {} }
   }
 
