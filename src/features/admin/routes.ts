@@ -34,9 +34,12 @@ export function keyPrefix (key: string): string {
 
 /** SQLSTATEs of a database that is away (connection, shutdown, resources) rather than of a bad statement. */
 function isUnavailable (error: unknown): boolean {
+  // A bug in this code stays a 500 (and is logged as one), never a misleading 503.
+  if (error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError || error instanceof SyntaxError) return false
   const code = (error as { code?: unknown }).code
-  if (typeof code !== 'string') return true // node-postgres' own: connection refused, terminated, timeout
-  return /^(08|53|57P0)/.test(code) || /^E[A-Z]+$/.test(code)
+  // node-postgres' own errors carry no code: "Connection terminated", connect and query timeouts.
+  if (code === undefined) return error instanceof Error
+  return typeof code === 'string' && (/^(08|53|57P0)/.test(code) || /^E[A-Z]+$/.test(code))
 }
 
 /** The database mode's pool, or 409 in file mode. */
