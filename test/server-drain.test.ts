@@ -9,7 +9,7 @@ interface Outcome { kind: 'create' | 'read', status: number, code?: string, retr
 
 t.test('SIGTERM mid-load: a drain phase, then the close; keep-alive clients see no reset and no failure', async (t) => {
   const upstream = await startTestSimulator(t)
-  const acme = makeTenant('acme', { rateLimit: { max: 1_000_000, timeWindow: 60_000 } })
+  const acme = makeTenant('acme', { rateLimit: { max: 1_000_000, timeWindow: 60_000 }, readRateLimit: { max: 1_000_000, timeWindow: 60_000 } })
   const { server, base } = await startGatewayProcess(t, { upstreamUrl: upstream.url, tenants: [acme.definition], env: { SHUTDOWN_DRAIN_MS: '1500', SHUTDOWN_GRACE_MS: '10000' } })
 
   // 16 kept-alive connections; undici honours `Connection: close` (it opens a new connection for the next request).

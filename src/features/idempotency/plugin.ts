@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { gatewayError, storeUnavailable } from '../../errors/table.ts'
 import { requestFingerprint } from './fingerprint.ts'
-import { createMemoryIdempotencyStore, type IdempotencyClaim, type IdempotencyStore, type StoredResponse } from './store/memory.ts'
+import { createMemoryIdempotencyStore, type IdempotencyClaim, type StoredResponse } from './store/memory.ts'
 import { createRedisIdempotencyStore } from './store/redis.ts'
 import { tenantOf } from '../tenants/auth.ts'
 
@@ -20,9 +20,6 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** the route honours `Idempotency-Key` (its body is the request's identity) */
     idempotency?: boolean
-  }
-  interface FastifyInstance {
-    idempotencyStore: IdempotencyStore
   }
   interface FastifyRequest {
     /** the key this request holds until its answer is stored or the key released */
@@ -79,7 +76,6 @@ async function idempotencyPlugin (fastify: FastifyInstance, options: Idempotency
   const store = redis === null
     ? createMemoryIdempotencyStore({ ...lifetimes, maxKeys: options.memoryMaxKeys })
     : createRedisIdempotencyStore({ ...lifetimes, redis, keyPrefix: fastify.redisKeys.idempotency })
-  fastify.decorate('idempotencyStore', store)
   fastify.decorateRequest('idempotencyClaim', null)
 
   async function claimKey (request: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -166,7 +166,8 @@ t.test('Idempotency-Key (memory store)', async (t) => {
 })
 
 t.test('keys expire after IDEMPOTENCY_TTL_MS, and memory stays bounded', async (t) => {
-  const clock = FakeTimers.install({ toFake: ['Date'] })
+  // A real date: lru-cache reads an entry written at clock 0 as one with no start, never stale.
+  const clock = FakeTimers.install({ toFake: ['Date'], now: Date.UTC(2026, 11, 7) })
   t.teardown(() => clock.uninstall())
   const upstream = await startTestSimulator(t)
   const acme = makeTenant('acme', { rateLimit: { max: 1000, timeWindow: 60_000 } })
@@ -187,7 +188,9 @@ t.test('keys expire after IDEMPOTENCY_TTL_MS, and memory stays bounded', async (
   t.notOk('idempotent-replayed' in later.headers, 'after it: a new request')
 
   for (let i = 0; i < 150; i++) await create(`bulk-${i}`)
-  t.equal((app.idempotencyStore as unknown as { size: number }).size, 100, 'never more than IDEMPOTENCY_MEMORY_MAX_KEYS')
+  // IDEMPOTENCY_MEMORY_MAX_KEYS = 100: bulk-50 … bulk-149 are kept, the 50 before them went first.
   t.equal((await create('bulk-149')).headers['idempotent-replayed'], 'true', 'the newest are kept')
+  t.equal((await create('bulk-50')).headers['idempotent-replayed'], 'true', 'the 100th newest too')
+  t.notOk('idempotent-replayed' in (await create('bulk-49')).headers, 'the 101st newest went first')
   t.notOk('idempotent-replayed' in (await create('bulk-0')).headers, 'the oldest went first')
 })

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 
 /**
  * Where Idempotency-Key records live: one per (tenant, key). A record is first
@@ -8,7 +9,7 @@ import { randomUUID } from 'node:crypto'
  * that a retry can go through).
  *
  * Two implementations: memory (one instance; bounded, with expiry) and Redis
- * (any number of instances; see redis-idempotency-store.ts).
+ * (any number of instances; see ./redis.ts).
  */
 export interface StoredResponse {
   statusCode: number
@@ -80,49 +81,39 @@ export interface MemoryIdempotencyStoreOptions extends IdempotencyLifetimes {
 }
 
 /**
- * One instance's records, in a Map used as an LRU by write order: expired
- * records are dropped when met, and the oldest when the map is full, so memory
- * stays bounded whatever callers send.
+ * One instance's records in an LRU with a lifetime per record: expired records
+ * are never answered, and the least recently used go first when it is full, so
+ * memory stays bounded whatever callers send.
  */
-export function createMemoryIdempotencyStore (options: MemoryIdempotencyStoreOptions): IdempotencyStore & { readonly size: number } {
+export function createMemoryIdempotencyStore (options: MemoryIdempotencyStoreOptions): IdempotencyStore {
   const { ttlMs, lockTtlMs, maxKeys } = options
   const now = options.now ?? Date.now
-  const records = new Map<string, { text: string, expiresAt: number }>()
+  // ttlResolution 0: expiry is judged by the clock of each call (a day-long TTL needs no cached `now`).
+  const records = new LRUCache<string, string>({ max: maxKeys, perf: { now }, ttlResolution: 0 })
 
-  function live (key: string): { text: string, expiresAt: number } | undefined {
-    const entry = records.get(key)
-    if (entry !== undefined && entry.expiresAt <= now()) {
-      records.delete(key)
-      return undefined
-    }
-    return entry
+  function live (key: string): string | undefined {
+    return records.get(key)
   }
 
   function write (key: string, text: string, lifetimeMs: number): void {
-    records.delete(key)
-    records.set(key, { text, expiresAt: now() + lifetimeMs })
-    for (const oldest of records.keys()) {
-      if (records.size <= maxKeys) break
-      records.delete(oldest)
-    }
+    records.set(key, text, { ttl: lifetimeMs })
   }
 
   return {
-    get size () { return records.size },
     async claim (key, fingerprint) {
       const existing = live(key)
-      if (existing !== undefined) return outcomeOf(existing.text, fingerprint)
+      if (existing !== undefined) return outcomeOf(existing, fingerprint)
       const lock = inFlightRecord(fingerprint)
       write(key, lock, lockTtlMs)
       return { kind: 'claimed', claim: { key, lock } }
     },
     async complete (claim, response) {
-      if (live(claim.key)?.text !== claim.lock) return
+      if (live(claim.key) !== claim.lock) return
       const { f } = JSON.parse(claim.lock) as IdempotencyRecord
       write(claim.key, doneRecord(f, response), ttlMs)
     },
     async release (claim) {
-      if (live(claim.key)?.text === claim.lock) records.delete(claim.key)
+      if (live(claim.key) === claim.lock) records.delete(claim.key)
     }
   }
 }

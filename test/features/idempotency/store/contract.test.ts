@@ -53,8 +53,11 @@ t.test('memory store', async (t) => {
   t.equal((await store.claim('d', 'fp')).kind, 'replay')
   now += 2
   t.equal((await store.claim('d', 'fp')).kind, 'claimed', 'expired after ttlMs')
+  // maxKeys 3: the fourth claim pushes out the least recently used, whose key is free again.
   for (const key of ['e', 'f', 'g', 'h']) await store.claim(key, 'fp')
-  t.equal(store.size, 3, 'bounded')
+  t.same(await store.claim('h', 'fp'), { kind: 'in-flight' }, 'the newest is kept')
+  t.same(await store.claim('f', 'fp'), { kind: 'in-flight' }, 'and the two before it')
+  t.equal((await store.claim('e', 'fp')).kind, 'claimed', 'bounded: the oldest went first')
 })
 
 const redis = await redisForTests()
