@@ -14,7 +14,7 @@ const script = fileURLToPath(new URL('../../scripts/tenants.ts', import.meta.url
 function runTenants (args: string[], env: Record<string, string> = {}): Promise<{ code: number, stdout: string, stderr: string }> {
   return new Promise((resolve) => {
     // cwd: a temp dir, so that no .env of the checkout is read
-    execFile(process.execPath, [script, ...args], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', ...env } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [script, ...args], { cwd: tmpdir(), env: { PATH: process.env.PATH ?? '', NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '', ...env } }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : (error as { code?: number }).code ?? 1, stdout, stderr })
     })
   })
