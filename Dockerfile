@@ -35,6 +35,8 @@ WORKDIR /app
 # Files stay owned by root: the process (user `node`) can read but not change its code.
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# Database mode runs these at start (dist/features/database/migrate.js finds them at ../../../migrations).
+COPY migrations ./migrations
 COPY package.json ./
 USER node
 EXPOSE 8080

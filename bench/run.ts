@@ -8,11 +8,15 @@ import { runLoad, type LoadResult } from './load.ts'
 import { cpuTimeMs, installCleanup, killAllNow, rssMb, startGateway, startOwnServer, stop, type Started } from './processes.ts'
 import { consoleTable, evaluateTargets, failedRequests, targetLines, writeResults, type BenchRecord, type ScenarioRecord } from './report.ts'
 import { scenarios, type Scenario, type Side } from './scenarios.ts'
-import { buildGateway, prepareSecrets, sanityCheck } from './setup.ts'
+import { buildGateway, prepareSecrets, sanityCheck, seedBenchDatabase } from './setup.ts'
 
 /**
  * npm run bench [-- --smoke] [--no-build] [--no-redis] [--only create,poll] [--rounds N] [--duration S] [--warmup S] [--out DIR]
  *                 [--fixed-connections N] [--server-js path/to/server.js] [--gateway-flags="--max-semi-space-size=8"]
+ *                 [--database postgres://...]
+ *
+ * --database: the gateway in database mode on that PostgreSQL (migrated, and the bench tenant
+ * imported, first); the request path must not touch the database, so the figures must not move.
  *
  * Fixed upstream, baseline proxy and the production gateway, each in its own
  * process on loopback; autocannon in this one. Baseline and gateway take turns
@@ -36,7 +40,8 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     'server-js': { type: 'string' },
     'gateway-flags': { type: 'string' },
-    out: { type: 'string' }
+    out: { type: 'string' },
+    database: { type: 'string' }
   }
 })
 const smoke = flags.smoke
@@ -102,8 +107,17 @@ async function main (): Promise<number> {
   const secrets = prepareSecrets()
   process.once('exit', secrets.remove)
   const serverJs = flags['server-js'] ?? join(root, 'dist', 'server.js')
+  const databaseUrl = flags.database ?? ''
+  if (databaseUrl !== '') {
+    await seedBenchDatabase(databaseUrl, secrets)
+    say(`database mode: tenants in ${databaseUrl.replace(/\/\/[^@/]*@/, '//')} (DATABASE_URL)`)
+  }
   const gatewayOptions = (name: string, store: string): Parameters<typeof startGateway>[0] => ({
-    name, serverJs, cwd: secrets.dir, env: secrets.gatewayEnv(upstream.url, store), nodeFlags: settings.gatewayFlags.split(' ').filter(Boolean)
+    name,
+    serverJs,
+    cwd: secrets.dir,
+    env: { ...secrets.gatewayEnv(upstream.url, store), ...(databaseUrl === '' ? {} : { DATABASE_URL: databaseUrl }) },
+    nodeFlags: settings.gatewayFlags.split(' ').filter(Boolean)
   })
 
   const upstream = await startOwnServer('fixed upstream', join(root, 'bench', 'fixed-upstream.ts'), [secrets.upstreamKey])

@@ -3,7 +3,11 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { tenantKeyHash } from '../src/features/tenants/registry.ts'
+import pg from 'pg'
+import { readTenantsFile, tenantKeyHash } from '../src/features/tenants/registry.ts'
+import { runMigrations } from '../src/features/database/migrate.ts'
+import { importTenants } from '../src/features/admin/store.ts'
+import { newKeyId } from '../src/features/admin/routes.ts'
 import { completedTask, createBody, createdTask } from './fixtures.ts'
 
 /** The gateway's side of a bench run: build, secrets, tenants file, env, and a first check of each server. */
@@ -23,6 +27,8 @@ export interface BenchSecrets {
   /** signs tenant-scoped task ids: the bench mints ids for tasks it did not create through the gateway */
   gatewaySecret: string
   gatewayEnv (upstreamUrl: string, redisUrl: string): Record<string, string>
+  /** the tenants file the gateway reads in file mode (imported into the database in database mode) */
+  tenantsFile: string
   remove (): void
 }
 
@@ -44,6 +50,7 @@ export function prepareSecrets (): BenchSecrets {
     tenantId,
     upstreamKey,
     gatewaySecret,
+    tenantsFile,
     gatewayEnv: (upstreamUrl, redisUrl) => ({
       NODE_ENV: 'production',
       LOG_LEVEL: 'info',
@@ -87,4 +94,16 @@ export async function sanityCheck (side: string, baseUrl: string, tenantKey: str
   const polled = await call(`${baseUrl}/v1/tasks/${encodeURIComponent(id)}`, { headers })
   expect(`${side} GET /v1/tasks/{id}`, polled, (body) => body.id === id && body.status === completedTask.status && Array.isArray(body.results))
   return id
+}
+
+/** Database mode: the schema, then the bench tenant, as `npm run tenants -- import` does it. */
+export async function seedBenchDatabase (databaseUrl: string, secrets: BenchSecrets): Promise<void> {
+  const log = { info () {}, warn () {}, error () {} }
+  await runMigrations({ databaseUrl, log })
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 })
+  try {
+    await importTenants(pool, { actor: 'cli:bench', requestId: null }, readTenantsFile(secrets.tenantsFile), newKeyId)
+  } finally {
+    await pool.end()
+  }
 }

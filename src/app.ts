@@ -11,6 +11,7 @@ import { buildTenantRegistry, readTenantsFile } from './features/tenants/registr
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { ErrorResponse } from './schemas/errors.ts'
 import redisStore from './features/store/plugin.ts'
+import database from './features/database/plugin.ts'
 import rateLimit from './plugins/external/rate-limit.ts'
 import errorHandler, { clientErrorHandler, expectationHandler, sendError } from './errors/handler.ts'
 import upstreamClient from './features/upstream/client.ts'
@@ -29,7 +30,9 @@ import webhooks from './features/webhooks/plugin.ts'
 import { parseDestinationPolicy, type LookupFunction } from './http/destination.ts'
 import tenantAuth from './features/tenants/auth.ts'
 import tenantRegistry from './features/tenants/reload.ts'
+import tenantSync from './features/database/tenant-sync.ts'
 import tenantRateLimit from './features/tenants/rate-limit.ts'
+import admin from './features/admin/plugin.ts'
 import requestLogging from './features/observability/request-logging.ts'
 import cors from './plugins/external/cors.ts'
 import archive from './features/archive/plugin.ts'
@@ -63,7 +66,10 @@ export interface AppSeams {
 export interface BuildAppOptions {
   /** any configuration value; the rest come from ConfigSchema's defaults */
   config?: Partial<Config>
-  /** tenants as in TENANTS_FILE; when absent, read from `config.tenantsFile` */
+  /**
+   * tenants as in TENANTS_FILE; when absent, read from `config.tenantsFile`, or in database mode
+   * (`config.databaseUrl`) loaded from PostgreSQL and kept current. Given, they win in both modes.
+   */
   tenants?: readonly TenantDefinition[]
   /**
    * The file the tenants are reloaded from (`app.tenantRegistry.reload()`, SIGHUP, a watched change).
@@ -137,8 +143,10 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   const seams = options.seams ?? {}
   if (config.evolinkApiKey === '') throw new ConfigError('EVOLINK_API_KEY is empty (server.ts starts the simulator in that case; buildApp needs an upstream and its key)')
   const secrets = requireGatewaySecrets(config)
-  const tenantsFile = options.tenantsFile ?? (options.tenants === undefined ? requireTenantsFile(config) : null)
-  const tenants = options.tenants ?? readTenantsFile(requireTenantsFile(config))
+  const databaseMode = config.databaseUrl !== ''
+  // Database mode: the tenants are PostgreSQL's, not a file's.
+  const tenantsFile = databaseMode ? null : options.tenantsFile ?? (options.tenants === undefined ? requireTenantsFile(config) : null)
+  const tenants = options.tenants ?? (databaseMode ? [] : readTenantsFile(requireTenantsFile(config)))
   const registry = buildTenantRegistry(tenants)
   let openaiAliases
   try {
@@ -202,6 +210,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   app.removeContentTypeParser('text/plain')
   app.addSchema(ErrorResponse)
   await app.register(redisStore, { redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, outagePolicy: redisOutagePolicy(config) })
+  await app.register(database, { databaseUrl: config.databaseUrl })
   await app.register(rateLimit, { onStoreError: config.rateLimitOnStoreError })
   await app.register(errorHandler, errorOptions)
   await app.register(gracefulShutdown)
@@ -232,6 +241,13 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   })
   await app.register(taskIndex, { maxEntriesPerTenant: config.taskIndexMaxPerTenant, retentionMs: taskIndexRetentionMs, now: seams.clock })
   await app.register(tenantRegistry, { registry, file: tenantsFile, watch: options.watchTenantsFile, now: seams.clock })
+  // Database mode: the registry is PostgreSQL's, loaded now and kept current by LISTEN/NOTIFY
+  // (tenants given in code win: a test that wants a pool but fixed tenants).
+  await app.register(tenantSync, {
+    databaseUrl: databaseMode && options.tenants === undefined ? config.databaseUrl : '',
+    refreshMs: config.databaseRefreshMs,
+    now: seams.clock
+  })
   await app.register(browserTokens, { secrets, now: seams.clock })
   await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: seams.clock })
   await app.register(webhooks, {
@@ -277,6 +293,13 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(cors)
   await app.register(swagger, { version: packageJson.version })
   await app.register(healthRoutes)
+  // After swagger, which documents only the routes registered after it.
+  await app.register(admin, {
+    tokenHashes: config.adminTokens,
+    adminPort: config.adminPort,
+    unauthenticatedRateLimit: { max: config.unauthenticatedRateLimitMax, timeWindowMs: config.unauthenticatedRateLimitWindowMs },
+    now: seams.clock
+  })
   const demoTenantId = options.demoTenantId ?? null
   if (config.demoPage === 'on' || (config.demoPage === 'auto' && demoTenantId !== null)) {
     await app.register(demoRoutes, {

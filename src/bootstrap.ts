@@ -7,11 +7,13 @@ import { generateTenantKey, generateWebhookSecret, readTenantsFile, tenantKeyHas
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { startSimulator } from './simulator/start.ts'
 import { httpUrl } from './http/url.ts'
+import { runMigrations } from './features/database/migrate.ts'
 
 export interface Runtime {
   /** the configuration buildApp gets (in simulator mode: pointed at the simulator) */
   config: Config
-  tenants: TenantDefinition[]
+  /** null in database mode: buildApp loads them from PostgreSQL */
+  tenants: TenantDefinition[] | null
   mode: 'evolink' | 'simulator'
   /** simulator mode without TENANTS_FILE: the demo tenant's key, to print once */
   demoTenantKey: string | null
@@ -35,11 +37,23 @@ function loopbackBaseUrl (config: Config): string {
  * simulator on a loopback port, and (unless TENANTS_FILE is given) a demo tenant.
  */
 export async function prepareRuntime (config: Config, log: FastifyBaseLogger): Promise<Runtime> {
+  const databaseMode = config.databaseUrl !== ''
+  if (databaseMode) {
+    // Before anything listens: every replica queues behind one advisory lock, the first one migrates.
+    try {
+      await runMigrations({ databaseUrl: config.databaseUrl, log })
+    } catch (error) {
+      throw new ConfigError(`DATABASE_URL: the migrations failed (${(error as Error).message})`, { cause: error })
+    }
+    if (config.tenantsFile !== '') log.warn({ file: config.tenantsFile }, 'DATABASE_URL is set: the tenants come from PostgreSQL and TENANTS_FILE is not read (seed the database once with `npm run tenants -- import <file>`)')
+  }
   if (config.evolinkApiKey !== '') {
-    const tenantsFile = requireTenantsFile(config)
+    // Database mode: buildApp loads the tenants from PostgreSQL.
+    const tenantsFile = databaseMode ? null : requireTenantsFile(config)
     requireGatewaySecrets(config)
     if (config.publicBaseUrl !== '' && !config.publicBaseUrl.startsWith('https://')) throw new ConfigError('PUBLIC_BASE_URL must be https:// with EVOLINK_API_KEY: Evolink refuses other callback URLs')
-    return { config, tenants: readTenantsFile(tenantsFile), mode: 'evolink', demoTenantKey: null, demoTenantId: null, demoWebhookSecret: null, close: async () => {} }
+    const tenants = tenantsFile === null ? null : readTenantsFile(tenantsFile)
+    return { config, tenants, mode: 'evolink', demoTenantKey: null, demoTenantId: null, demoWebhookSecret: null, close: async () => {} }
   }
 
   const simulatorKey = 'sk-evo-sim-' + randomBytes(16).toString('hex')
@@ -47,10 +61,13 @@ export async function prepareRuntime (config: Config, log: FastifyBaseLogger): P
   const simulator = await startSimulator({ apiKey: simulatorKey, taskDurationMs: config.simulatorTaskDurationMs, host: '127.0.0.1', port: 0, allowPrivateCallbackUrls: true })
   log.warn({ simulator: simulator.url }, 'EVOLINK_API_KEY is not set: SIMULATOR MODE, no real videos are made. Set EVOLINK_API_KEY to use Evolink.')
 
-  let tenants: TenantDefinition[]
+  let tenants: TenantDefinition[] | null
   let demoTenantKey: string | null = null
   let demoWebhookSecret: string | null = null
-  if (config.tenantsFile !== '') {
+  if (databaseMode) {
+    // The tenants are the database's (buildApp loads them): no demo tenant is invented there.
+    tenants = null
+  } else if (config.tenantsFile !== '') {
     tenants = readTenantsFile(config.tenantsFile)
   } else {
     demoTenantKey = generateTenantKey()

@@ -15,6 +15,10 @@ export const ConfigSchema = Type.Object({
   evolinkBaseUrl: Type.String({ env: 'EVOLINK_BASE_URL', default: 'https://api.evolink.ai', pattern: '^https?://[^\\s/]+(/.*)?$', description: 'Upstream origin.' }),
   tenantsFile: Type.String({ env: 'TENANTS_FILE', default: '', description: 'Path of the tenants JSON file (required with a real upstream key).' }),
   gatewaySecret: Type.String({ env: 'GATEWAY_SECRET', default: '', description: 'Secret (32+ chars) that signs tenant-scoped task ids; required with a real upstream key. Several, comma-separated: the first signs, all verify (rotation).' }),
+  databaseUrl: Type.String({ env: 'DATABASE_URL', default: '', pattern: '^(postgres(ql)?://.+)?$', description: 'PostgreSQL (database mode): tenants, their keys and the admin audit log live there, changed through the admin API without a restart; migrations run at start. Empty: file mode (TENANTS_FILE).' }),
+  databaseRefreshMs: Type.Integer({ env: 'DATABASE_REFRESH_MS', default: 60000, minimum: 1000, maximum: 3600000, description: 'Database mode: every instance reloads all tenants and keys this often, a safety net behind the LISTEN/NOTIFY pushes that apply each change at once.' }),
+  adminTokens: Type.String({ env: 'ADMIN_TOKENS', default: '', pattern: '^(sha256:[0-9a-f]{64}(,sha256:[0-9a-f]{64})*)?$', description: 'Hashes (`sha256:<hex>`, comma-separated) of the tokens that may use the admin API at `/admin/v1` (`npm run tenants -- admin-token` makes a token and its hash). Empty: the admin API refuses every request.' }),
+  adminPort: Type.Integer({ env: 'ADMIN_PORT', default: 0, minimum: 0, maximum: 65535, description: 'Serve the admin API on this separate port (same HOST) and not on the main one. 0: on the main port.' }),
   redisUrl: Type.String({ env: 'REDIS_URL', default: '', pattern: '^(rediss?://.+)?$', description: 'Redis for state shared by all instances (rate-limit counters, Idempotency-Key records, task statuses, usage, budget and concurrency counters). Empty: in memory, per instance.' }),
   redisKeyPrefix: Type.String({ env: 'REDIS_KEY_PREFIX', default: 'vg:', pattern: '^[A-Za-z0-9:_.-]{1,64}$', description: 'The start of every Redis key, so that several gateways (or test runs) can share one Redis. Letters, digits and `:_.-`.' }),
   upstreamTimeoutMs: Type.Integer({ env: 'UPSTREAM_TIMEOUT_MS', default: 30000, minimum: 100, maximum: 600000, description: 'Deadline for one upstream call, headers and body; past it the caller gets 504 upstream_timeout.' }),
@@ -109,7 +113,7 @@ export function resolveConfig (overrides: Partial<Config> = {}): Config {
   const problem = firstSchemaProblem(ConfigSchema, withDefaults)
   if (problem === null) return withDefaults as Config
   if (problem.path === '') throw new ConfigError(`Invalid configuration: ${problem.message}`)
-  const shown = problem.path === 'evolinkApiKey' || problem.path === 'gatewaySecret' || problem.path === 'metricsToken' ? '[redacted]' : JSON.stringify(withDefaults[problem.path])
+  const shown = problem.path === 'evolinkApiKey' || problem.path === 'gatewaySecret' || problem.path === 'metricsToken' || problem.path === 'databaseUrl' ? '[redacted]' : JSON.stringify(withDefaults[problem.path])
   throw new ConfigError(`Invalid configuration: ${envNameOf(problem.path)} ${problem.message}, got ${shown}`)
 }
 

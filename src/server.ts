@@ -12,6 +12,7 @@ import { createLogDestination } from './log-destination.ts'
 import { describeStartupFailure } from './errors/startup.ts'
 import { findUnknownSettings, unknownSettingMessage } from './config/unknown-settings.ts'
 import { startMetricsListener, type MetricsListener } from './features/observability/metrics-listener.ts'
+import { startAdminListener, type AdminListener } from './features/admin/listener.ts'
 import { httpUrl } from './http/url.ts'
 
 const listenBacklog = 4096
@@ -44,7 +45,8 @@ try {
   const runtime = await prepareRuntime(config, logger)
   const app = await buildApp({
     config: runtime.config,
-    tenants: runtime.tenants,
+    // Database mode (null): buildApp loads them from PostgreSQL and keeps them current.
+    ...(runtime.tenants === null ? {} : { tenants: runtime.tenants }),
     // Reloaded on SIGHUP and when the file changes (the embedded demo tenant has no file: nothing to reload).
     tenantsFile: config.tenantsFile === '' ? null : config.tenantsFile,
     watchTenantsFile: true,
@@ -70,9 +72,11 @@ try {
   // (Node checks these two every second: `connectionsCheckingInterval` in app.ts.)
 
   let metricsListener: MetricsListener | null = null
-  /** What outlives the app: the metrics listener, the simulator; then the log. */
+  let adminListener: AdminListener | null = null
+  /** What outlives the app: the metrics and admin listeners, the simulator; then the log. */
   const closeTheRest = async (): Promise<void> => {
     await metricsListener?.close()
+    await adminListener?.close()
     await runtime.close()
   }
   // Uncaught errors: close-with-grace closes (within SHUTDOWN_GRACE_MS) and exits 1. Signals are
@@ -136,6 +140,10 @@ try {
   if (config.metricsPort !== 0) {
     metricsListener = await startMetricsListener({ registry: app.metrics.registry, host: config.host, port: config.metricsPort })
     logger.info({ url: `${metricsListener.url}/metrics` }, 'Prometheus metrics served on their own port')
+  }
+  if (config.adminPort !== 0) {
+    adminListener = await startAdminListener({ app, host: config.host, port: config.adminPort })
+    logger.info({ url: `${adminListener.url}/admin/v1` }, 'admin API served on its own port (not on the main one)')
   }
   if (runtime.demoTenantKey !== null) {
     // The port it got, not the one asked for: PORT=0 binds a free one.

@@ -251,6 +251,42 @@ export const errorTable = {
     type: 'invalid_request_error',
     message: 'Video %s is %s; its content is available once it is completed.',
     description: 'OpenAI Videos: `GET /v1/videos/{video_id}/content` of a video that is not completed (or failed).'
+  },
+  admin_unauthorized: {
+    statusCode: 401,
+    type: 'authentication_error',
+    message: 'Missing or invalid admin token. Send `Authorization: Bearer <admin token>` (one whose hash ADMIN_TOKENS lists).',
+    description: 'Admin API (`/admin/v1`): no admin token, a malformed one, or one whose hash ADMIN_TOKENS does not list (with ADMIN_TOKENS empty, every request).'
+  },
+  admin_forbidden: {
+    statusCode: 403,
+    type: 'permission_error',
+    message: 'The admin API does not take tenant keys or browser tokens: send an admin token.',
+    description: 'Admin API (`/admin/v1`): a tenant key or a browser token was sent instead of an admin token.'
+  },
+  database_mode_required: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'The tenants come from TENANTS_FILE (file mode): edit the file instead. The admin API changes tenants in database mode (DATABASE_URL).',
+    description: 'Admin API (`/admin/v1`) on a gateway in file mode, with an admin token.'
+  },
+  tenant_exists: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'Tenant "%s" already exists.',
+    description: 'Admin API: a create with the id of an existing tenant (`param`: `id`).'
+  },
+  key_revoked: {
+    statusCode: 409,
+    type: 'invalid_request_error',
+    message: 'Key "%s" is revoked: it cannot be changed (create a new key).',
+    description: 'Admin API: setting the expiry of a revoked key.'
+  },
+  database_unavailable: {
+    statusCode: 503,
+    type: 'api_error',
+    message: 'The database is unavailable; nothing was changed. Retry shortly.',
+    description: 'Admin API in database mode while PostgreSQL is unreachable (tenants and keys keep being served as last loaded). `Retry-After` is set.'
   }
 } as const satisfies Record<string, ErrorRow>
 

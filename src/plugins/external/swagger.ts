@@ -29,7 +29,8 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
       },
       components: {
         securitySchemes: {
-          tenantKey: { type: 'http', scheme: 'bearer', description: 'Your tenant key, `Authorization: Bearer <tenant key>`; from a browser, a short-lived token minted with POST /v1/tokens (routes that take one say so).' }
+          tenantKey: { type: 'http', scheme: 'bearer', description: 'Your tenant key, `Authorization: Bearer <tenant key>`; from a browser, a short-lived token minted with POST /v1/tokens (routes that take one say so).' },
+          adminToken: { type: 'http', scheme: 'bearer', description: 'An admin token, `Authorization: Bearer <admin token>`, whose `sha256:` hash ADMIN_TOKENS lists (`npm run tenants -- admin-token` makes one). Tenant keys and browser tokens are refused.' }
         }
       },
       tags: [
@@ -39,7 +40,8 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
         { name: 'Demo', description: 'The demo page\'s token (simulator mode only)' },
         { name: 'Usage', description: 'What the calling tenant has used, per day' },
         { name: 'Webhooks', description: 'Deliveries to callback_url: attempts, retries, redelivery' },
-        { name: 'Operations', description: 'Health and readiness' }
+        { name: 'Operations', description: 'Health and readiness' },
+        { name: 'admin', description: 'Database mode (DATABASE_URL): tenants, their keys and the audit log, changed without a restart. Admin tokens only; on ADMIN_PORT when it is set.' }
       ]
     }
   })
