@@ -230,7 +230,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(taskIndex, { maxEntriesPerTenant: config.taskIndexMaxPerTenant, retentionMs: taskIndexRetentionMs, now: seams.clock })
   await app.register(tenantRegistry, { registry, file: tenantsFile, watch: options.watchTenantsFile, now: seams.clock })
   await app.register(browserTokens, { secrets, now: seams.clock })
-  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: seams.clock })
+  await app.register(tenantUsage, {
+    staleMs: config.taskConcurrencyStaleMs,
+    requestCountFlushMs: config.usageFlushMs,
+    ledger: { flushMs: config.ledgerFlushMs, claimIdleMs: config.ledgerClaimIdleMs },
+    now: seams.clock
+  })
   await app.register(webhooks, {
     publicBaseUrl: config.publicBaseUrl,
     policy: webhookPolicy,
