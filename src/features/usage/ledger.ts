@@ -229,7 +229,6 @@ type StreamEntries = Array<[id: string, fields: string[]]>
 
 export function createUsageLedger (options: UsageLedgerOptions): UsageLedger {
   const { database, redis, streamKey, log } = options
-  const { pool } = database
   const batchSize = options.batchSize ?? 500
   const maxBuffered = options.maxBuffered ?? 100_000
   const consumer = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
@@ -247,7 +246,7 @@ export function createUsageLedger (options: UsageLedgerOptions): UsageLedger {
     if (rows.length === 0) return
     const column = <K extends keyof PendingRow>(name: K): Array<PendingRow[K]> => rows.map((row) => row[name])
     try {
-      await pool.query(upsertSql, [
+      await database.pool.query(upsertSql, [
         column('upstreamTaskId'), column('tenantId'), column('taskId'), column('endUser'), column('model'), column('videoSeconds'),
         column('creditsEstimated'), column('creditsSettled'), column('status'), column('createdAt'), column('finishedAt')
       ])
@@ -379,7 +378,7 @@ export function createUsageLedger (options: UsageLedgerOptions): UsageLedger {
 
   async function query<T extends object> (sql: string, values: unknown[]): Promise<T[]> {
     try {
-      const result = await pool.query<T>(sql, values)
+      const result = await database.pool.query<T>(sql, values)
       database.recovered()
       return result.rows
     } catch (error) {
