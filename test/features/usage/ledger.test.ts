@@ -191,3 +191,18 @@ t.test('file mode: format=csv is refused, naming database mode', async (t) => {
     param: 'format'
   })
 })
+
+t.test('database mode without Redis: a graceful close writes what waits in memory', async (t) => {
+  const database = await postgresForTests()
+  if ('skip' in database) { t.comment(database.skip); return }
+  t.teardown(database.cleanup)
+  await runMigrations({ databaseUrl: database.url, log: silent })
+  const upstream = await startTestSimulator(t)
+  const acme = makeTenant('acme')
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { databaseUrl: database.url, ledgerFlushMs: 60_000 } })
+  const created = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: validBody })
+  t.equal(created.statusCode, 200)
+  t.same(await ledgerRows(database.url), [], 'not yet written: LEDGER_FLUSH_MS has not passed')
+  await app.close()
+  t.same((await ledgerRows(database.url)).map((row) => row.task_id), [created.json<{ id: string }>().id], 'written by the close')
+})
