@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Database } from '../database/plugin.ts'
 import { fromMilli } from './charge.ts'
 import { msPerDay } from './windows.ts'
@@ -118,6 +119,8 @@ export interface UsageLedgerOptions {
   batchSize?: number
   /** entries kept in memory at most (default 100,000): a bound through a long PostgreSQL outage */
   maxBuffered?: number
+  /** the app's metrics registry (vg_usage_ledger_*) */
+  registry?: Registry
 }
 
 const consumerGroup = 'ledger-writers'
@@ -240,6 +243,19 @@ export function createUsageLedger (options: UsageLedgerOptions): UsageLedger {
   let closed = false
   let failing = false
   let dropped = 0
+  const registers = options.registry === undefined ? [] : [options.registry]
+  const writtenTotal = new Counter({ name: 'vg_usage_ledger_entries_written_total', help: 'Usage-ledger entries (creates and task ends) written to PostgreSQL.', registers })
+  const failuresTotal = new Counter({ name: 'vg_usage_ledger_write_failures_total', help: 'Usage-ledger batches that could not be written (kept, retried every LEDGER_FLUSH_MS).', registers })
+  const droppedTotal = new Counter({ name: 'vg_usage_ledger_dropped_total', help: 'Usage-ledger entries dropped because 100,000 already waited in memory (no Redis, PostgreSQL away).', registers })
+  new Gauge({ // eslint-disable-line no-new
+    name: 'vg_usage_ledger_waiting_entries',
+    help: 'Usage-ledger entries not yet in PostgreSQL: in this instance\'s memory, plus (with Redis) the stream shared by every instance.',
+    registers,
+    async collect () {
+      const streamed = redis === null ? 0 : await redis.xlen(streamKey).catch(() => 0)
+      this.set(buffer.length + streamed)
+    }
+  })
 
   async function write (events: readonly LedgerEvent[]): Promise<void> {
     const rows = mergeRows(events)
@@ -252,9 +268,11 @@ export function createUsageLedger (options: UsageLedgerOptions): UsageLedger {
       ])
     } catch (error) {
       database.failed(error)
+      failuresTotal.inc()
       throw error
     }
     database.recovered()
+    writtenTotal.inc(events.length)
   }
 
   async function writeBuffered (): Promise<void> {
@@ -392,6 +410,7 @@ export function createUsageLedger (options: UsageLedgerOptions): UsageLedger {
     append (event) {
       if (buffer.length >= maxBuffered) {
         dropped += 1
+        droppedTotal.inc()
         // Only while PostgreSQL has been away long enough to fill the buffer: said at error level, with the count.
         log.error({ dropped, tenant: event.tenantId, upstreamTaskId: event.upstreamTaskId }, `usage ledger: ${maxBuffered} entries are already waiting to be written; this one is dropped`)
         return

@@ -99,7 +99,8 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       streamKey: fastify.redisKeys.ledger,
       flushMs: options.ledger?.flushMs ?? 1000,
       claimIdleMs: options.ledger?.claimIdleMs ?? 30_000,
-      log: fastify.log.child({ component: 'usage-ledger' })
+      log: fastify.log.child({ component: 'usage-ledger' }),
+      registry: fastify.metrics.registry
     })
   const store = fastify.redis === null
     ? createMemoryUsageStore()

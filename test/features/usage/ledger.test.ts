@@ -114,6 +114,10 @@ for (const mode of ['memory', 'redis'] as const) {
       createdRow(failsId, { end_user: 'alice', credits_settled: '9.600', status: 'failed', finished_at: '2026-06-16T00:00:00.000Z' })
     ])
     t.same(await ledgerRows(database.url), settled, 'settled and finished in place')
+    const metric = async (name: string): Promise<string> => await app.metrics.registry.getSingleMetricAsString(name)
+    t.match(await metric('vg_usage_ledger_entries_written_total'), /^vg_usage_ledger_entries_written_total 4$/m, 'two creates, two ends')
+    t.match(await metric('vg_usage_ledger_waiting_entries'), /^vg_usage_ledger_waiting_entries 0$/m)
+    t.match(await metric('vg_usage_ledger_write_failures_total'), /^vg_usage_ledger_write_failures_total 0$/m)
 
     // Counted in the counters too (requests: the mint, 4 creates, this day's 3 reads, then each report itself).
     const expected = {
