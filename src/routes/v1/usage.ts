@@ -74,7 +74,7 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['Usage'],
       summary: 'The calling tenant\'s usage per UTC day',
-      description: `Requests, tasks created, completed and failed, video-seconds and credits, per UTC day from \`from\` to \`to\` (inclusive, at most ${maxUsageDays} days; default the last ${defaultUsageDays}). Only the calling tenant's own usage, ever. Counters are kept 400 days. With \`end_user\`, the part of that end user (browser tokens minted with that \`end_user\`): which of the tenant's users spent what.`,
+      description: `Requests, tasks created, completed and failed, video-seconds and credits, per UTC day from \`from\` to \`to\` (inclusive, at most ${maxUsageDays} days; default the last ${defaultUsageDays}). Only the calling tenant's own usage, ever. Counters are kept 400 days. With \`end_user\`, the part of that end user (browser tokens minted with that \`end_user\`): which of the tenant's users spent what. In database mode (DATABASE_URL) tasks, video-seconds and credits come from the durable usage ledger (one row per task), and \`format=csv\` answers its rows for the period as \`text/csv\`.`,
       operationId: 'getUsage',
       security: [{ tenantKey: [] }],
       querystring: UsageQuery,
