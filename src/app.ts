@@ -249,7 +249,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     now: seams.clock
   })
   await app.register(browserTokens, { secrets, now: seams.clock })
-  await app.register(tenantUsage, { staleMs: config.taskConcurrencyStaleMs, requestCountFlushMs: config.usageFlushMs, now: seams.clock })
+  await app.register(tenantUsage, {
+    staleMs: config.taskConcurrencyStaleMs,
+    requestCountFlushMs: config.usageFlushMs,
+    ledger: { flushMs: config.ledgerFlushMs, claimIdleMs: config.ledgerClaimIdleMs },
+    now: seams.clock
+  })
   await app.register(webhooks, {
     publicBaseUrl: config.publicBaseUrl,
     policy: webhookPolicy,

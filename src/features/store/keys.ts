@@ -21,6 +21,8 @@ export interface RedisKeyMap {
   rateLimit: string
   /** the per-tenant task index: `tasks:{<tenant>}:order`, `tasks:{<tenant>}:entries` (tasks/index-store/redis.ts) */
   taskIndex: string
+  /** database mode's usage ledger: one stream, `ledger`, read by every gateway in one consumer group (usage/ledger.ts) */
+  ledger: string
 }
 
 export const defaultRedisKeyPrefix = 'vg:'
@@ -34,6 +36,7 @@ export function redisKeyMap (prefix: string = defaultRedisKeyPrefix): RedisKeyMa
     archive: `${prefix}archive:`,
     tokenCreates: `${prefix}token-creates:`,
     rateLimit: `${prefix}rl:`,
-    taskIndex: `${prefix}tasks:`
+    taskIndex: `${prefix}tasks:`,
+    ledger: `${prefix}ledger`
   }
 }

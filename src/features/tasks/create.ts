@@ -76,9 +76,11 @@ export async function createTask (fastify: FastifyInstance, options: CreateTaskO
     await takeBackTokenCreate()
     throw error
   }
-  await fastify.tenantUsage.settle({ tenant, body, reservation, task, request })
   const upstreamTaskId = task.id
-  task.id = fastify.taskIds.scope(tenant.id, upstreamTaskId)
+  // Scoped before settling: the usage ledger's entry (in database mode) names the id the client gets.
+  const taskId = fastify.taskIds.scope(tenant.id, upstreamTaskId)
+  await fastify.tenantUsage.settle({ tenant, body, reservation, task, taskId, request })
+  task.id = taskId
   if (callback !== null) await callback.register({ taskId: task.id, upstreamTaskId })
   await fastify.taskIndex.add(tenant.id, {
     id: task.id,

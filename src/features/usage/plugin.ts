@@ -6,6 +6,8 @@ import { gatewayError, storeUnavailable } from '../../errors/table.ts'
 import { createChargeOf, fromMilli, toMilli } from './charge.ts'
 import { createMemoryUsageStore, type BudgetName, type Reservation, type TaskOutcome, type UsageDay } from './store/memory.ts'
 import { createRedisUsageStore } from './store/redis.ts'
+import { createUsageLedger, encodeCreate, encodeFinish, type LedgerCreate, type UsageLedger } from './ledger.ts'
+import { parseUtcDay } from './windows.ts'
 import { isTerminalStatus } from '../tasks/snapshot.ts'
 import type { Tenant } from '../tenants/registry.ts'
 import type { CreateGenerationBody } from '../../schemas/generation.ts'
@@ -18,6 +20,8 @@ export interface TenantUsageOptions {
   requestCountFlushMs?: number
   /** clock of budget windows and slot deadlines (default Date.now) */
   now?: () => number
+  /** database mode's usage ledger (usage/ledger.ts); absent: LEDGER_FLUSH_MS 1000, LEDGER_CLAIM_IDLE_MS 30000 */
+  ledger?: { flushMs: number, claimIdleMs: number }
 }
 
 export interface TaskFinished {
@@ -40,7 +44,7 @@ export interface TenantUsage {
    */
   admit (create: { tenant: Tenant, body: CreateGenerationBody, request: FastifyRequest }): Promise<Reservation | null>
   /** the upstream created the task: the slot is now its id, the charge its `usage.credits_reserved` (metrics count it even if the store failed). Never throws. */
-  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, request: FastifyRequest }): Promise<void>
+  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, taskId: string, request: FastifyRequest }): Promise<void>
   /** the create failed: slot and charge are given back. Never throws. */
   release (failed: { reservation: Reservation | null, request: FastifyRequest }): Promise<void>
   /**
@@ -61,6 +65,8 @@ export interface TenantUsage {
 declare module 'fastify' {
   interface FastifyInstance {
     tenantUsage: TenantUsage
+    /** database mode's usage ledger (null in file mode) */
+    usageLedger: UsageLedger | null
     /** counts an authenticated request in its tenant's usage of the day */
     countTenantRequest (request: FastifyRequest): void
   }
@@ -85,7 +91,22 @@ function creditsOf (task: Readonly<VideoGenerationTask>): number | null {
  */
 async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsageOptions): Promise<void> {
   const now = options.now ?? Date.now
-  const store = fastify.redis === null ? createMemoryUsageStore() : createRedisUsageStore({ redis: fastify.redis, keyPrefix: fastify.redisKeys.usage, requestCountFlushMs: options.requestCountFlushMs })
+  const ledger = fastify.database === null
+    ? null
+    : createUsageLedger({
+      database: fastify.database,
+      redis: fastify.redis,
+      streamKey: fastify.redisKeys.ledger,
+      flushMs: options.ledger?.flushMs ?? 1000,
+      claimIdleMs: options.ledger?.claimIdleMs ?? 30_000,
+      log: fastify.log.child({ component: 'usage-ledger' }),
+      registry: fastify.metrics.registry
+    })
+  const store = fastify.redis === null
+    ? createMemoryUsageStore()
+    : createRedisUsageStore({ redis: fastify.redis, keyPrefix: fastify.redisKeys.usage, requestCountFlushMs: options.requestCountFlushMs, ...(ledger === null ? {} : { ledgerStream: fastify.redisKeys.ledger }) })
+  /** Whether the store's scripts add the ledger's entries themselves (Redis); otherwise they wait in the ledger's memory. */
+  const streamed = ledger?.stream != null
   // Terminal reads repeat (clients poll a finished task, caches serve it): this spares the store the repeats.
   const recentlyFinished = new LRUCache<string, true>({ max: 10_000 })
   const log = fastify.log.child({ component: 'tenant-usage' })
@@ -125,16 +146,45 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         headers: { 'retry-after': String(retryAfter) }
       })
     },
-    async settle ({ tenant, body, reservation, task, request }) {
+    async settle ({ tenant, body, reservation, task, taskId, request }) {
       const charge = reservation?.charge ?? createChargeOf(body)
-      fastify.metrics.creditsCharged(tenant.id, creditsOf(task) ?? charge.creditsMilli)
+      const charged = creditsOf(task) ?? charge.creditsMilli
+      fastify.metrics.creditsCharged(tenant.id, charged)
       fastify.metrics.videoSecondsOrdered(tenant.id, charge.videoSeconds)
-      if (reservation === null) return
+      const entry: LedgerCreate | null = ledger === null
+        ? null
+        : {
+            kind: 'create',
+            tenantId: tenant.id,
+            upstreamTaskId: task.id,
+            taskId,
+            endUser: request.browserToken?.endUser ?? null,
+            model: body.model,
+            videoSeconds: charge.videoSeconds,
+            creditsMilli: charged,
+            createdAt: reservation?.at ?? now()
+          }
+      // A create the store could not count is still a task the tenant has: the ledger keeps it, from memory.
+      if (reservation === null) {
+        if (entry !== null) ledger?.append(entry)
+        return
+      }
       try {
-        await store.settle({ reservation, upstreamTaskId: task.id, creditsMilli: creditsOf(task), staleMs: options.staleMs, now: now(), endUser: request.browserToken?.endUser })
+        await store.settle({
+          reservation,
+          upstreamTaskId: task.id,
+          creditsMilli: creditsOf(task),
+          staleMs: options.staleMs,
+          now: now(),
+          endUser: request.browserToken?.endUser,
+          ledgerEntry: entry !== null && streamed ? encodeCreate(entry) : null
+        })
+        if (entry !== null && !streamed) ledger?.append(entry)
       } catch (error) {
         // The task exists upstream: failing the answer now would only make the client create it again.
         request.log.error({ err: error, upstreamTaskId: task.id }, 'usage store failed to settle a create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
+        // Whether or not the script ran, the entry is kept in memory too: a create written twice is one row.
+        if (entry !== null) ledger?.append(entry)
       }
     },
     async release ({ reservation, request }) {
@@ -152,9 +202,13 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       const outcome: TaskOutcome = status === 'completed' ? 'completed' : 'failed'
       try {
         const finalCreditsMilli = finalCredits === undefined || !Number.isFinite(finalCredits) || finalCredits < 0 ? null : toMilli(finalCredits)
-        const { first, creditsDeltaMilli } = await store.finish({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now: now() })
+        const at = now()
+        const ledgerEntry = ledger !== null && streamed ? encodeFinish({ tenantId, upstreamTaskId, outcome, finishedAt: at }) : null
+        const { first, creditsDeltaMilli, settledCreditsMilli } = await store.finish({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now: at, ledgerEntry })
         recentlyFinished.set(seenKey, true)
         if (first) fastify.metrics.creditsCharged(tenantId, creditsDeltaMilli)
+        // (With Redis the finish script has added the entry, once per task.)
+        if (first && ledger !== null && !streamed) ledger.append({ kind: 'finish', tenantId, upstreamTaskId, outcome, settledCreditsMilli, finishedAt: at })
       } catch (error) {
         // The next read of the task tries again; the stale bound frees the slot meanwhile.
         storeFailed(log, error, 'usage store failed to record a finished task', { tenant: tenantId, upstreamTaskId })
@@ -169,14 +223,33 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
     },
     now,
     async report (options) {
+      let days
       try {
-        return await store.report(options)
+        days = await store.report(options)
       } catch (error) {
         throw storeUnavailable(error)
       }
+      if (ledger === null || days.length === 0) return days
+      // Database mode: tasks, video-seconds and credits are the ledger's (requests and archived
+      // videos are counted only in the counters). What is waiting is written first, so the
+      // report is exact for everything this gateway, and Redis, has seen.
+      const first = parseUtcDay(days[0]?.date ?? '') ?? 0
+      const last = parseUtcDay(days[days.length - 1]?.date ?? '') ?? 0
+      let ledgerDays
+      try {
+        await ledger.flush()
+        ledgerDays = await ledger.report({ tenantId: options.tenantId, fromMs: first, toMs: last, endUser: options.endUser ?? null })
+      } catch (error) {
+        throw storeUnavailable(error)
+      }
+      return days.map((day) => {
+        const entry = ledgerDays.get(day.date)
+        return { ...day, tasksCreated: 0, tasksCompleted: 0, tasksFailed: 0, videoSeconds: 0, creditsMilli: 0, ...entry }
+      })
     }
   }
   fastify.decorate('tenantUsage', usage)
+  fastify.decorate('usageLedger', ledger)
   // A finished task frees its tenant's concurrency slot and is counted (once, however often it is seen).
   fastify.taskStatus.onFinished(async ({ tenantId, upstreamTaskId, snapshot }) => {
     const finalCredits = creditsOf(snapshot.task)
@@ -185,6 +258,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
   // Before redis-store's own onClose quits the connection (hooks of one level run in registration order).
   fastify.addHook('onClose', async () => {
     await store.close().catch((error: unknown) => { storeFailed(log, error, 'usage store failed to write its last request counts') })
+    await ledger?.close().catch((error: unknown) => { log.error({ err: error }, 'usage ledger: the last write failed') })
   })
   fastify.decorate('countTenantRequest', function countTenantRequest (request: FastifyRequest): void {
     if (request.tenant === null) return
@@ -196,4 +270,4 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
   })
 }
 
-export default fp(tenantUsagePlugin, { name: 'tenant-usage', fastify: '5.x', dependencies: ['redis-store', 'metrics', 'task-status'] })
+export default fp(tenantUsagePlugin, { name: 'tenant-usage', fastify: '5.x', dependencies: ['redis-store', 'database', 'metrics', 'task-status'] })

@@ -1,6 +1,7 @@
+import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from 'typebox'
-import { gatewayError } from '../../errors/table.ts'
+import { gatewayError, storeUnavailable } from '../../errors/table.ts'
 import { errorResponses } from '../../schemas/errors.ts'
 import { fromMilli } from '../../features/usage/charge.ts'
 import { daysBetween, msPerDay, parseUtcDay, utcDay } from '../../features/usage/windows.ts'
@@ -8,6 +9,8 @@ import type { UsageDay } from '../../features/usage/store/memory.ts'
 import { endUserPattern } from '../../schemas/tokens.ts'
 import { tenantOf } from '../../features/tenants/auth.ts'
 import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
+import { csvLine, ledgerCsvHeader, ledgerCsvLine } from '../../features/usage/csv.ts'
+import type { LedgerRow } from '../../features/usage/ledger.ts'
 
 /** Longest report: a year, leap day included. */
 export const maxUsageDays = 366
@@ -19,7 +22,8 @@ const dayPattern = '^\\d{4}-\\d{2}-\\d{2}$'
 export const UsageQuery = Type.Object({
   from: Type.Optional(Type.String({ pattern: dayPattern, description: 'First UTC day (YYYY-MM-DD), inclusive. Default: 29 days before `to`.' })),
   to: Type.Optional(Type.String({ pattern: dayPattern, description: `Last UTC day (YYYY-MM-DD), inclusive. Default: today. At most ${maxUsageDays} days from \`from\`.` })),
-  end_user: Type.Optional(Type.String({ pattern: endUserPattern, description: 'Only this end user\'s part: the requests and creates made with browser tokens minted for that `end_user`, and the ends of those tasks.' }))
+  end_user: Type.Optional(Type.String({ pattern: endUserPattern, description: 'Only this end user\'s part: the requests and creates made with browser tokens minted for that `end_user`, and the ends of those tasks.' })),
+  format: Type.Optional(Type.Enum(['json', 'csv'], { description: 'json (default): the days and their sums. csv (database mode only, DATABASE_URL): the usage ledger\'s rows, one per task created in the period (by the UTC day its create was admitted), oldest first, as `text/csv` with a header row: ' + ledgerCsvHeader.map((name) => `\`${name}\``).join(', ') + '.' }))
 }, { additionalProperties: false })
 
 const usageCounters = {
@@ -70,12 +74,18 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags: ['Usage'],
       summary: 'The calling tenant\'s usage per UTC day',
-      description: `Requests, tasks created, completed and failed, video-seconds and credits, per UTC day from \`from\` to \`to\` (inclusive, at most ${maxUsageDays} days; default the last ${defaultUsageDays}). Only the calling tenant's own usage, ever. Counters are kept 400 days. With \`end_user\`, the part of that end user (browser tokens minted with that \`end_user\`): which of the tenant's users spent what.`,
+      description: `Requests, tasks created, completed and failed, video-seconds and credits, per UTC day from \`from\` to \`to\` (inclusive, at most ${maxUsageDays} days; default the last ${defaultUsageDays}). Only the calling tenant's own usage, ever. Counters are kept 400 days. With \`end_user\`, the part of that end user (browser tokens minted with that \`end_user\`): which of the tenant's users spent what. In database mode (DATABASE_URL) tasks, video-seconds and credits come from the durable usage ledger (one row per task), and \`format=csv\` answers its rows for the period as \`text/csv\`.`,
       operationId: 'getUsage',
       security: [{ tenantKey: [] }],
       querystring: UsageQuery,
       response: {
-        200: UsageReport,
+        200: {
+          description: 'The report (`format=json`), or the ledger\'s rows (`format=csv`).',
+          content: {
+            'application/json': { schema: UsageReport },
+            'text/csv': { schema: { type: 'string', description: 'RFC 4180: CRLF line ends, a header row, fields quoted when they hold a quote, a comma or a line break; empty for a value not (yet) known; credits with three decimals; times ISO 8601 UTC.' } }
+          }
+        },
         ...errorResponses([400, 401, 429, 500, 503])
       }
     }
@@ -88,6 +98,32 @@ const usageRoute: FastifyPluginAsyncTypebox = async (fastify) => {
       throw gatewayError('invalid_request', { args: [`The range may span at most ${maxUsageDays} days.`], param: 'from' })
     }
     const endUser = request.query.end_user ?? null
+    if (request.query.format === 'csv') {
+      const ledger = fastify.usageLedger
+      if (ledger === null) throw gatewayError('invalid_request', { args: ['"format=csv" lists the usage ledger\'s rows, which exist in database mode only (DATABASE_URL); this gateway keeps counters only (format=json).'], param: 'format' })
+      // The first page before the answer starts: a database that fails is a 503 in the error format, not a cut stream.
+      const pages = ledger.rows({ tenantId: tenant.id, fromMs, toMs, endUser })
+      let first: IteratorResult<LedgerRow[]>
+      try {
+        await ledger.flush()
+        first = await pages.next()
+      } catch (error) {
+        throw storeUnavailable(error)
+      }
+      async function * lines (): AsyncGenerator<string> {
+        yield csvLine(ledgerCsvHeader)
+        if (first.done === true) return
+        for (const row of first.value) yield ledgerCsvLine(row)
+        for await (const page of pages) for (const row of page) yield ledgerCsvLine(row)
+      }
+      const name = `usage-${tenant.id}-${utcDay(fromMs)}-${utcDay(toMs)}.csv`
+      return await reply
+        .header('cache-control', 'private, no-store')
+        .header('content-disposition', `attachment; filename="${name}"`)
+        .type('text/csv; charset=utf-8')
+        // (A stream skips the response serializer: the schema of text/csv documents, the JSON one validates.)
+        .send(Readable.from(lines()) as never)
+    }
     const days = await fastify.tenantUsage.report({ tenantId: tenant.id, days: daysBetween(fromMs, toMs), endUser })
     const data = days.map((day) => ({ date: day.date, ...present(day) }))
     const total = present(days.reduce<UsageDay>((sum, day) => ({

@@ -15,16 +15,16 @@ t.test('two migration runs at once (two replicas starting together): both succee
     runMigrations({ databaseUrl: database.url, log: silent })
   ])
   // One of them applied everything; the other waited on the advisory lock and found nothing left.
-  t.same([first, second].map((applied) => applied.length).sort(), [0, 1])
-  t.same([...first, ...second], ['1765100000000_tenants-keys-audit'])
+  t.same([first, second].map((applied) => applied.length).sort(), [0, 2])
+  t.same([...first, ...second], ['1765100000000_tenants-keys-audit', '1765200000000_usage-ledger'])
 
   const client = new pg.Client({ connectionString: database.url })
   await client.connect()
   t.teardown(async () => { await client.end() })
   const runs = await client.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY id')
-  t.same(runs.rows.map((row) => row.name), ['1765100000000_tenants-keys-audit'])
+  t.same(runs.rows.map((row) => row.name), ['1765100000000_tenants-keys-audit', '1765200000000_usage-ledger'])
   const tables = await client.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name")
-  t.same(tables.rows.map((row) => row.table_name), ['admin_audit', 'pgmigrations', 'tenant_keys', 'tenants'])
+  t.same(tables.rows.map((row) => row.table_name), ['admin_audit', 'pgmigrations', 'tenant_keys', 'tenants', 'usage_ledger'])
 
   // A third run (a restart) changes nothing.
   t.same(await runMigrations({ databaseUrl: database.url, log: silent }), [])

@@ -32,6 +32,8 @@ export interface Reservation {
   day: string
   month: string
   charge: CreateCharge
+  /** when it was admitted (ms): the usage ledger's `created_at` */
+  at: number
   /**
    * Whether the task holds a slot in the tenant's in-flight set: only for a tenant with
    * `maxConcurrentTasks`. Without a cap nothing reads the set, so nothing is kept in it.
@@ -63,18 +65,21 @@ export interface UsageStore {
   /**
    * The upstream created the task: its id takes the slot, its credits (null: it did not say)
    * replace the estimate; answers the credits charged. With `endUser` (a browser token's), the
-   * create is also counted in that end user's ledger, and so is the task's end.
+   * create is also counted in that end user's ledger, and so is the task's end. With `ledgerEntry`
+   * (the Redis store only), the usage ledger's entry for the create goes to its stream in the same step.
    */
-  settle (options: { reservation: Reservation, upstreamTaskId: string, creditsMilli: number | null, staleMs: number, now: number, endUser?: string | null }): Promise<{ creditsMilli: number }>
+  settle (options: { reservation: Reservation, upstreamTaskId: string, creditsMilli: number | null, staleMs: number, now: number, endUser?: string | null, ledgerEntry?: string | null }): Promise<{ creditsMilli: number }>
   /** the create failed: slot and charge are given back */
   release (reservation: Reservation): Promise<void>
   /**
    * The gateway saw the task finished. Idempotent: only the first call for a
    * task counts it (`first`); the slot is freed and, when the task reports
    * its final credits, the charge of its create's day and month is corrected
-   * by `creditsDeltaMilli`.
+   * by `creditsDeltaMilli`. `settledCreditsMilli`: what the task cost in the end (its final credits,
+   * else its create's charge; null if unknown). With `ledgerEntry` (the Redis store only), the first
+   * call also adds the usage ledger's entry for the task's end to its stream, with that figure.
    */
-  finish (options: { tenantId: string, upstreamTaskId: string, outcome: TaskOutcome, finalCreditsMilli: number | null, now: number }): Promise<{ first: boolean, creditsDeltaMilli: number }>
+  finish (options: { tenantId: string, upstreamTaskId: string, outcome: TaskOutcome, finalCreditsMilli: number | null, now: number, ledgerEntry?: string | null }): Promise<{ first: boolean, creditsDeltaMilli: number, settledCreditsMilli: number | null }>
   countRequest (options: { tenantId: string, now: number, endUser?: string | null }): Promise<void>
   /** videos the archive stored for the tenant (counted on the day they were stored) */
   countArchived (options: { tenantId: string, videos: number, bytes: number, now: number }): Promise<void>
@@ -217,7 +222,7 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       today.videoSeconds += charge.videoSeconds
       thisMonth.creditsMilli += charge.creditsMilli
       thisMonth.videoSeconds += charge.videoSeconds
-      return { admitted: true, reservation: { tenantId, token, day, month, charge, holdsSlot } }
+      return { admitted: true, reservation: { tenantId, token, day, month, charge, at: now, holdsSlot } }
     },
     async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser }) {
       const { tenantId, day, month, charge } = reservation
@@ -252,19 +257,19 @@ export function createMemoryUsageStore (options: { maxTasks?: number } = {}): Us
       inFlight.get(tenantId)?.delete(upstreamTaskId)
       const key = `${tenantId}\n${upstreamTaskId}`
       const task = tasks.get(key)
-      if (task?.finished === true) return { first: false, creditsDeltaMilli: 0 }
+      if (task?.finished === true) return { first: false, creditsDeltaMilli: 0, settledCreditsMilli: null }
       // A task created before a restart (or by an older version) is still counted once.
       tasks.set(key, { ...(task ?? { tenantId, day: utcDay(now), month: utcMonth(now), creditsMilli: finalCreditsMilli ?? 0 }), finished: true })
       dayOf(tenantId, utcDay(now))[outcome] += 1
       const ledger = task?.endUser === undefined ? null : endUserLedger(tenantId, task.endUser)
       if (ledger !== null) dayOf(ledger, utcDay(now))[outcome] += 1
-      if (task === undefined || finalCreditsMilli === null) return { first: true, creditsDeltaMilli: 0 }
+      if (task === undefined || finalCreditsMilli === null) return { first: true, creditsDeltaMilli: 0, settledCreditsMilli: finalCreditsMilli ?? task?.creditsMilli ?? null }
       const delta = finalCreditsMilli - task.creditsMilli
       dayOf(tenantId, task.day).creditsMilli += delta
       if (ledger !== null) dayOf(ledger, task.day).creditsMilli += delta
       monthOf(tenantId, task.month).creditsMilli += delta
       tasks.set(key, { ...task, creditsMilli: finalCreditsMilli, finished: true })
-      return { first: true, creditsDeltaMilli: delta }
+      return { first: true, creditsDeltaMilli: delta, settledCreditsMilli: finalCreditsMilli }
     },
     async countRequest ({ tenantId, now, endUser }) {
       const day = utcDay(now)

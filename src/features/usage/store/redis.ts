@@ -56,8 +56,11 @@ return {1}`
  * KEYS: inflight, day, month, task. ARGV: token, upstream id, stale deadline,
  * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms,
  * holds a slot (1: the tenant has a concurrency cap, so the task moves from token to id in the set),
- * the end user's ledger prefix ('' : none), video seconds, day ttl. The ledger prefix is kept in the
- * task's hash, so that its end is counted for the end user too.
+ * the end user's ledger prefix ('' : none), video seconds, day ttl, the usage ledger's entry ('' : none).
+ * The end user's prefix is kept in the task's hash, so that its end is counted for the end user too.
+ * KEYS[5] is the usage ledger's stream (database mode, usage/ledger.ts): its entry rides on this
+ * script, the one write a create makes after the upstream answered, so the ledger costs no round trip
+ * and the entry is in Redis before the client has its answer.
  * (Deadlines are scores on the gateway's clock; key expiries are relative, on
  * Redis's: the set outlives its newest member.)
  */
@@ -80,6 +83,7 @@ if ARGV[11] ~= '' then
   redis.call('HSET', KEYS[4], 'end_user', ARGV[11])
 end
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
+if ARGV[14] ~= '' then redis.call('XADD', KEYS[5], '*', 'c', ARGV[14]) end
 return 1`
 
 /** KEYS: inflight, day, month. ARGV: token, credits, video seconds. */
@@ -92,13 +96,14 @@ end
 return 1`
 
 /**
- * KEYS: inflight, task, today. ARGV: upstream id, outcome field, final credits (-1: unknown),
- * task ttl, key prefix of the tenant (for the create's day and month), day ttl, today's name.
- * Answers {first (0/1), credits delta}.
+ * KEYS: inflight, task, today, the usage ledger's stream. ARGV: upstream id, outcome field, final
+ * credits (-1: unknown), task ttl, key prefix of the tenant (for the create's day and month), day ttl,
+ * today's name, the usage ledger's entry ('' : none; added once per task, with the settled credits).
+ * Answers {first (0/1), credits delta, settled credits (-1: unknown)}.
  */
 const finishScript = `
 redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('HSETNX', KEYS[2], 'finished', '1') == 0 then return {0, 0} end
+if redis.call('HSETNX', KEYS[2], 'finished', '1') == 0 then return {0, 0, -1} end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 redis.call('PEXPIRE', KEYS[3], ARGV[6])
@@ -109,7 +114,10 @@ if userPrefix then
 end
 local final = tonumber(ARGV[3])
 local charged = redis.call('HGET', KEYS[2], 'credits_milli')
-if final < 0 or not charged then return {1, 0} end
+local settled = ''
+if final >= 0 then settled = ARGV[3] elseif charged then settled = charged end
+if ARGV[8] ~= '' then redis.call('XADD', KEYS[4], '*', 'f', ARGV[8], 's', settled) end
+if final < 0 or not charged then return {1, 0, settled == '' and -1 or tonumber(settled)} end
 local delta = final - tonumber(charged)
 if delta ~= 0 then
   redis.call('HINCRBY', ARGV[5] .. 'day:' .. redis.call('HGET', KEYS[2], 'day'), 'credits_milli', delta)
@@ -117,7 +125,7 @@ if delta ~= 0 then
   redis.call('HSET', KEYS[2], 'credits_milli', final)
   if userPrefix then redis.call('HINCRBY', userPrefix .. 'day:' .. redis.call('HGET', KEYS[2], 'day'), 'credits_milli', delta) end
 end
-return {1, delta}`
+return {1, delta, final}`
 
 const monthRetentionMs = usageRetentionMs + 31 * msPerDay
 
@@ -128,15 +136,19 @@ export interface RedisUsageStoreOptions {
   requestCountFlushMs?: number
   /** how many day-hashes may wait to be written (default 100,000): a bound on memory through a Redis outage */
   maxPendingRequestCounts?: number
+  /** the usage ledger's stream (database mode): settle and finish add its entries (default: a key nothing reads, never written) */
+  ledgerStream?: string
 }
 
 export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageStore {
   const { redis, keyPrefix } = options
   const requestCounts = createRequestCountBatcher({ redis, flushMs: options.requestCountFlushMs ?? 1000, maxPendingKeys: options.maxPendingRequestCounts ?? 100_000 })
   const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
-  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 4 })
+  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 5 })
   const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
-  const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 3 })
+  const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 4 })
+  // Without the ledger no entry is ever given, so this key is only named, never written.
+  const ledgerStream = options.ledgerStream ?? `${keyPrefix}ledger-off`
   const prefix = (tenantId: string): string => `${keyPrefix}{${tenantId}}:`
   // In the tenant's hash slot ({tenant}), beside its own days.
   const userPrefix = (tenantId: string, endUser: string | null | undefined): string => endUser == null ? '' : `${prefix(tenantId)}user:${endUser}:`
@@ -154,26 +166,26 @@ export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageSt
       const answer = await admit(...keys(tenantId, day, month),
         now, now + limits.staleMs, token, limits.maxConcurrentTasks ?? -1, charge.creditsMilli, charge.videoSeconds,
         ...budgetLimits, usageRetentionMs, monthRetentionMs) as [number, string?]
-      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, holdsSlot: limits.maxConcurrentTasks !== null } }
+      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, at: now, holdsSlot: limits.maxConcurrentTasks !== null } }
       if (answer[1] === 'concurrency') return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks ?? 0 }
       const budget = answer[1] as BudgetName
       return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now) }
     },
-    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser }) {
+    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser, ledgerEntry }) {
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
-      await settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`,
+      await settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`, ledgerStream,
         reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
-        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs)
+        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs, ledgerEntry ?? '')
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
       await release(...keys(tenantId, day, month), token, charge.creditsMilli, charge.videoSeconds)
     },
-    async finish ({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now }) {
-      const answer = await finish(`${prefix(tenantId)}inflight`, `${prefix(tenantId)}task:${upstreamTaskId}`, `${prefix(tenantId)}day:${utcDay(now)}`,
-        upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs, utcDay(now)) as [number, number]
-      return { first: answer[0] === 1, creditsDeltaMilli: answer[1] }
+    async finish ({ tenantId, upstreamTaskId, outcome, finalCreditsMilli, now, ledgerEntry }) {
+      const answer = await finish(`${prefix(tenantId)}inflight`, `${prefix(tenantId)}task:${upstreamTaskId}`, `${prefix(tenantId)}day:${utcDay(now)}`, ledgerStream,
+        upstreamTaskId, outcome, finalCreditsMilli ?? -1, taskChargeTtlMs, prefix(tenantId), usageRetentionMs, utcDay(now), ledgerEntry ?? '') as [number, number, number]
+      return { first: answer[0] === 1, creditsDeltaMilli: answer[1], settledCreditsMilli: answer[2] < 0 ? null : answer[2] }
     },
     async countRequest ({ tenantId, now, endUser }) {
       const day = utcDay(now)
