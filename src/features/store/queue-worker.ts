@@ -38,18 +38,44 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   // A Redis outage is logged once by the store plugin; the queue adds one line per outage, not one per poll.
   let queueFailing = false
 
+  /** a drain waiting for a slot or for news: called when a job ends and by wake() */
+  let nudge: (() => void) | null = null
+
+  async function work (id: string): Promise<void> {
+    try {
+      await options.handle(id, stopping.signal)
+    } catch (error) {
+      log.error({ err: error, queue: options.name, id }, `${options.name} job could not be recorded; it comes back when its lease runs out`)
+    }
+  }
+
+  /**
+   * Keeps up to `concurrency` ids in flight until none is due: a slot is filled
+   * again as soon as its id is done, not when a whole batch is (batches wait for
+   * their slowest job: a 20 MB archive download holds back seven finished slots).
+   */
   async function drain (): Promise<void> {
-    for (;;) {
-      if (stopping.signal.aborted) return
-      const ids = await options.claim(options.concurrency)
-      if (ids.length === 0) return
-      await Promise.all(ids.map(async (id) => {
-        try {
-          await options.handle(id, stopping.signal)
-        } catch (error) {
-          log.error({ err: error, queue: options.name, id }, `${options.name} job could not be recorded; it comes back when its lease runs out`)
+    const inFlight = new Set<Promise<void>>()
+    try {
+      while (!stopping.signal.aborted) {
+        const free = options.concurrency - inFlight.size
+        const ids = free > 0 ? await options.claim(free) : []
+        for (const id of ids) {
+          const job: Promise<void> = work(id).finally(() => {
+            inFlight.delete(job)
+            nudge?.()
+          })
+          inFlight.add(job)
         }
-      }))
+        if (inFlight.size === 0) return
+        if (ids.length === free && free > 0) continue
+        // Full, or nothing more due: look again when a job ends or something is queued.
+        await new Promise<void>((resolve) => { nudge = resolve })
+        nudge = null
+      }
+    } finally {
+      // A claim that failed, or a stop: what runs finishes (or sees the abort) before the next drain.
+      await Promise.all(inFlight)
     }
   }
 
@@ -63,6 +89,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   function runDue (): Promise<void> {
     if (running !== null) {
       again = true
+      nudge?.()
       return running
     }
     running = (async () => {
