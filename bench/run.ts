@@ -24,7 +24,8 @@ import { buildGateway, prepareSecrets, sanityCheck } from './setup.ts'
  * create-256 (the 256-connection run; also run by `create`), polling and archive.
  * Results go to --out DIR; by default bench/results/ (committed) for a full run
  * and bench/results/smoke/ (git-ignored) for a smoke run, whose figures mean
- * nothing and must not rewrite tracked files (CI leaves its clone clean).
+ * nothing and must not rewrite tracked files (CI leaves its clone clean), and
+ * bench/results/partial/ (git-ignored) for an --only run.
  */
 const root = fileURLToPath(new URL('..', import.meta.url))
 const { values: flags } = parseArgs({
@@ -217,7 +218,8 @@ async function main (): Promise<number> {
   record.elapsedS = Math.round((Date.now() - started) / 1000)
 
   const targets = evaluateTargets(record)
-  const resultsDirectory = flags.out ?? join(root, 'bench', 'results', ...(smoke ? ['smoke'] : []))
+  // A smoke run or a partial one (--only) must not rewrite the tracked record of a full run.
+  const resultsDirectory = flags.out ?? join(root, 'bench', 'results', ...(smoke ? ['smoke'] : only !== undefined ? ['partial'] : []))
   writeResults(resultsDirectory, record, targets)
   say('\n' + consoleTable(record) + '\n')
   for (const line of targetLines(targets)) say(line)
