@@ -1,6 +1,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { buffer } from 'node:stream/consumers'
+import { paddedSampleVideo } from '../src/simulator/media.ts'
 import { announcePort, exitWithParent } from './child-protocol.ts'
-import { completedTask, createdTask } from './fixtures.ts'
+import { archiveTaskPrefix, completedTask, createdTask } from './fixtures.ts'
 
 /**
  * A stand-in for Evolink that costs next to nothing: plain node:http, answers
@@ -51,9 +54,35 @@ function control (request: IncomingMessage): Answer | undefined {
   return undefined
 }
 
+/**
+ * The archive scenario: `task-unified-archive-<bytes>-<tag>` is a completed task
+ * whose one result is `/files/<bytes>/<tag>.mp4` here, a valid MP4 of that size
+ * (the simulator's sample video padded with a `free` box). Each size is made
+ * once and kept whole in this process, so serving it costs a socket write: the
+ * archive and the plain download it is compared with fetch the same bytes.
+ */
+const videos = new Map<number, Promise<Buffer>>()
+async function videoOf (bytes: number): Promise<Buffer> {
+  let video = videos.get(bytes)
+  if (video === undefined) {
+    video = buffer(paddedSampleVideo(bytes).body())
+    videos.set(bytes, video)
+  }
+  return await video
+}
+let origin = ''
+const archivePath = /^\/v1\/tasks\/task-unified-archive-(\d{1,10})-([\w-]{1,100})$/
+const filePath = /^\/files\/(\d{1,10})\/([\w-]{1,100})\.mp4$/
+
+function archiveTask (bytes: string, tag: string): Answer {
+  return answer(200, { ...completedTask, id: `${archiveTaskPrefix}${bytes}-${tag}`, results: [`${origin}/files/${bytes}/${tag}.mp4`] })
+}
+
 function pick (request: IncomingMessage): Answer {
   if (request.url?.startsWith('/_control/') === true) return control(request) ?? notFound
   if (request.headers.authorization !== expectedAuthorization) return unauthorized
+  const archive = request.method === 'GET' ? archivePath.exec(request.url ?? '') : null
+  if (archive !== null) return archiveTask(archive[1]!, archive[2]!)
   if (request.method === 'GET' && request.url?.startsWith(runningPrefix) === true) {
     const id = request.url.slice('/v1/tasks/'.length)
     runningReads.set(id, (runningReads.get(id) ?? 0) + 1)
@@ -64,7 +93,23 @@ function pick (request: IncomingMessage): Answer {
   return notFound
 }
 
+function serveFile (bytes: number, response: ServerResponse): void {
+  videoOf(bytes).then((video) => {
+    response.writeHead(200, { 'content-type': 'video/mp4', 'content-length': video.length })
+    response.end(video)
+  }, (error: unknown) => {
+    response.writeHead(500).end(String(error))
+  })
+}
+
 const server = createServer((request: IncomingMessage, response: ServerResponse) => {
+  // Result links are public, as a CDN's are (no upstream key).
+  const file = request.method === 'GET' ? filePath.exec(request.url ?? '') : null
+  if (file !== null) {
+    request.resume()
+    serveFile(Number(file[1]), response)
+    return
+  }
   const chosen = pick(request)
   // Answer once the request body is in, as a real server would.
   request.on('end', () => {
@@ -76,5 +121,8 @@ const server = createServer((request: IncomingMessage, response: ServerResponse)
 // Longer than a bench round, so both sides' pools stay warm between alternating runs.
 server.keepAliveTimeout = 65_000
 
-server.listen(0, '127.0.0.1', () => announcePort(server))
+server.listen(0, '127.0.0.1', () => {
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  announcePort(server)
+})
 exitWithParent(() => server.close())

@@ -38,3 +38,9 @@ export const openaiCreateBody = JSON.stringify({
   seconds: '8',
   size: '1280x720'
 })
+
+/**
+ * Upstream ids of the archive scenario: `<prefix><bytes>-<tag>` is a completed task
+ * whose one result is a `<bytes>`-byte MP4 served by the fixed upstream.
+ */
+export const archiveTaskPrefix = 'task-unified-archive-'

@@ -35,12 +35,12 @@ export interface LoadResult {
 }
 
 /** Nearest-rank percentile of sorted values. */
-function percentile (sorted: Float64Array, fraction: number): number {
+export function percentile (sorted: Float64Array, fraction: number): number {
   if (sorted.length === 0) return Number.NaN
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))] as number
 }
 
-function round (value: number, digits: number): number {
+export function round (value: number, digits: number): number {
   const factor = 10 ** digits
   return Math.round(value * factor) / factor
 }

@@ -18,7 +18,8 @@ export interface Started {
 
 const running = new Set<ChildProcess>()
 
-function track (child: ChildProcess): void {
+/** A child the bench started itself: it is killed with the others if the bench ends early. */
+export function track (child: ChildProcess): void {
   running.add(child)
   child.once('exit', () => running.delete(child))
 }
@@ -156,6 +157,23 @@ export function rssMb (pid: number): number | null {
   try {
     const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return match === null ? null : Math.round(Number(match[1]) / 1024 * 10) / 10
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Resident set size now and its peak so far (VmHWM: the kernel's high-water mark,
+ * which also catches a peak between two samples), in MB; Linux only.
+ */
+export function memoryMb (pid: number): { rss: number, peak: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)
+    const peak = /^VmHWM:\s+(\d+)\s+kB/m.exec(status)
+    if (rss === null || peak === null) return null
+    const mb = (kB: string): number => Math.round(Number(kB) / 1024 * 10) / 10
+    return { rss: mb(rss[1]!), peak: mb(peak[1]!) }
   } catch {
     return null
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import type { LoadResult } from './load.ts'
 import type { ScenarioName, Side } from './scenarios.ts'
 import { pollingLines, type PollingRecord } from './polling.ts'
+import { archiveLines, archiveReadRuns, archiveSummary, type ArchiveRecord } from './archive.ts'
 
 /** Summaries, targets, and the three outputs: console table, latest.json, latest.md. */
 export interface ScenarioRecord {
@@ -29,6 +30,8 @@ export interface BenchRecord {
   highConcurrency: { connections: number, run: LoadResult, rssMb: number | null, baseline: { run: LoadResult, rssMb: number | null } | null } | null
   /** many clients on one running task (bench/polling.ts); null when left out */
   polling: PollingRecord | null
+  /** a tenant's big results archived while another tenant reads (bench/archive.ts); null when left out */
+  archive: ArchiveRecord | null
   elapsedS: number
 }
 
@@ -102,6 +105,7 @@ function everyRun (record: BenchRecord): LoadResult[] {
   if (record.highConcurrency !== null) runs.push(record.highConcurrency.run)
   if (record.highConcurrency?.baseline != null) runs.push(record.highConcurrency.baseline.run)
   if (record.polling !== null) runs.push(record.polling.storm.run)
+  if (record.archive !== null) runs.push(...archiveReadRuns(record.archive))
   return runs
 }
 
@@ -133,10 +137,19 @@ export function evaluateTargets (record: BenchRecord): Target[] {
     const delta = scenarioSummary(fixed).p99DeltaMs
     targets.push({ name: 'fixed-rate: gateway p99 − baseline p99 (ms)', value: delta, limit: '≤ 1', pass: delta <= 1, enforced })
   }
-  const rss = record.highConcurrency?.rssMb ?? null
-  const baselineRss = record.highConcurrency?.baseline?.rssMb ?? null
-  const reference = baselineRss === null ? '' : ` (baseline proxy: ${baselineRss})`
-  targets.push({ name: `gateway RSS after ${record.settings.highConnections} connections (MB)${reference}`, value: rss, limit: '≤ 150', pass: rss !== null && rss <= 150, enforced })
+  if (record.highConcurrency !== null) {
+    const rss = record.highConcurrency.rssMb
+    const baselineRss = record.highConcurrency.baseline?.rssMb ?? null
+    const reference = baselineRss === null ? '' : ` (baseline proxy: ${baselineRss})`
+    targets.push({ name: `gateway RSS after ${record.settings.highConnections} connections (MB)${reference}`, value: rss, limit: '≤ 150', pass: rss !== null && rss <= 150, enforced })
+  }
+  if (record.archive !== null) {
+    const summary = archiveSummary(record.archive)
+    const growth = record.archive.rssGrowthMb
+    targets.push({ name: 'archive: gateway RSS growth over the run (MB)', value: growth, limit: '≤ 64', pass: growth !== null && growth <= 64, enforced })
+    targets.push({ name: 'archive: throughput ÷ plain undici download-to-file', value: summary.ratio, limit: '≥ 0.80', pass: summary.ratio >= 0.8, enforced })
+    targets.push({ name: 'archive: other tenant\'s read p99 while archiving − without (ms)', value: summary.p99DeltaMs, limit: '≤ 2', pass: summary.p99DeltaMs <= 2, enforced })
+  }
   if (record.polling !== null) {
     const { storm, events } = record.polling
     targets.push({ name: `polling: upstream reads per second, ${storm.clients} clients on one task`, value: storm.upstreamReadsPerS, limit: '≤ 1', pass: storm.upstreamReadsPerS <= 1, enforced })
@@ -204,6 +217,7 @@ function markdown (record: BenchRecord, targets: Target[]): string {
     'The `poll` scenario reads a finished task (the fixed upstream answers `completed`), so the gateway serves it from its status cache, as it would in production; the baseline asks the upstream every time.',
     '',
     ...(record.polling === null ? [] : ['Many clients on one running task:', '', ...pollingLines(record.polling), '']),
+    ...(record.archive === null ? [] : ['Archive (a tenant\'s results archived while another tenant reads):', '', ...archiveLines(record.archive), '']),
     line(['target', 'value', 'limit', 'result']),
     line(['---', '---', '---', '---']),
     ...targets.map((target) => line([target.name, String(target.value ?? 'n/a'), target.limit, target.pass ? 'pass' : (target.enforced ? '**FAIL**' : 'miss (smoke: not enforced)')])),

@@ -1,8 +1,10 @@
-import { cpus } from 'node:os'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
+import { archiveLines, runArchiveFigures } from './archive.ts'
 import { runPollingFigures, pollingLines } from './polling.ts'
 import { runLoad, type LoadResult } from './load.ts'
 import { cpuTimeMs, installCleanup, killAllNow, rssMb, startGateway, startOwnServer, stop, type Started } from './processes.ts'
@@ -11,7 +13,7 @@ import { scenarios, type Scenario, type Side } from './scenarios.ts'
 import { buildGateway, prepareSecrets, sanityCheck, seedBenchDatabase } from './setup.ts'
 
 /**
- * npm run bench [-- --smoke] [--no-build] [--no-redis] [--only create,poll] [--rounds N] [--duration S] [--warmup S] [--out DIR]
+ * npm run bench [-- --smoke] [--no-build] [--no-redis] [--only create,poll,archive] [--rounds N] [--duration S] [--warmup S] [--out DIR]
  *                 [--fixed-connections N] [--server-js path/to/server.js] [--gateway-flags="--max-semi-space-size=8"]
  *                 [--database postgres://...]
  *
@@ -22,9 +24,12 @@ import { buildGateway, prepareSecrets, sanityCheck, seedBenchDatabase } from './
  * process on loopback; autocannon in this one. Baseline and gateway take turns
  * (ABBA order) so that machine noise hits both alike. Exit 1: a request failed
  * (or the bench broke); exit 2: a performance target was missed (full mode).
+ * --only names scenarios (create, openai-create, create-redis, poll, fixed-rate),
+ * create-256 (the 256-connection run; also run by `create`), polling and archive.
  * Results go to --out DIR; by default bench/results/ (committed) for a full run
  * and bench/results/smoke/ (git-ignored) for a smoke run, whose figures mean
- * nothing and must not rewrite tracked files (CI leaves its clone clean).
+ * nothing and must not rewrite tracked files (CI leaves its clone clean), and
+ * bench/results/partial/ (git-ignored) for an --only run.
  */
 const root = fileURLToPath(new URL('..', import.meta.url))
 const { values: flags } = parseArgs({
@@ -59,7 +64,18 @@ const settings = {
   highConnections: 256,
   fixedRate: { rate: 1000, connections: numberFlag(flags['fixed-connections'], 1) },
   /** node flags the gateway ran with (none: as users run it) */
-  gatewayFlags: flags['gateway-flags'] ?? ''
+  gatewayFlags: flags['gateway-flags'] ?? '',
+  archive: {
+    tasks: smoke ? 4 : 100,
+    fileBytes: (smoke ? 1 : 20) * 1024 * 1024,
+    concurrency: 8,
+    rounds: numberFlag(flags.rounds, smoke ? 1 : 5),
+    readRate: 500,
+    readConnections: 8,
+    quietS: smoke ? 1 : 4,
+    warmupTasks: smoke ? 0 : 8,
+    timeoutS: smoke ? 30 : 180
+  }
 }
 const redisUrl = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : 'redis://127.0.0.1:6379'
 
@@ -112,11 +128,11 @@ async function main (): Promise<number> {
     await seedBenchDatabase(databaseUrl, secrets)
     say(`database mode: tenants in ${databaseUrl.replace(/\/\/[^@/]*@/, '//')} (DATABASE_URL)`)
   }
-  const gatewayOptions = (name: string, store: string): Parameters<typeof startGateway>[0] => ({
+  const gatewayOptions = (name: string, store: string, env: Record<string, string> = {}): Parameters<typeof startGateway>[0] => ({
     name,
     serverJs,
     cwd: secrets.dir,
-    env: { ...secrets.gatewayEnv(upstream.url, store), ...(databaseUrl === '' ? {} : { DATABASE_URL: databaseUrl }) },
+    env: { ...secrets.gatewayEnv(upstream.url, store), ...(databaseUrl === '' ? {} : { DATABASE_URL: databaseUrl }), ...env },
     nodeFlags: settings.gatewayFlags.split(' ').filter(Boolean)
   })
 
@@ -139,6 +155,7 @@ async function main (): Promise<number> {
     scenarios: [],
     highConcurrency: null,
     polling: null,
+    archive: null,
     elapsedS: 0
   }
   const list = scenarios({ tenantKey: secrets.tenantKey, scopedTaskId, upstreamTaskId, connections: settings.connections, fixedRate: settings.fixedRate })
@@ -161,17 +178,53 @@ async function main (): Promise<number> {
     }
   }
 
-  const create = list[0] as Scenario
-  // The same run on the baseline: its RSS is what Node itself takes on this machine under that load.
-  const highBaseline = await load(create, 'baseline', baseline, settings.durationS, settings.highConnections)
-  const high = await load(create, 'gateway', gateway, settings.durationS, settings.highConnections)
-  record.highConcurrency = { connections: settings.highConnections, run: high, rssMb: rssMb(gateway.pid), baseline: { run: highBaseline, rssMb: rssMb(baseline.pid) } }
-  say(`  create       ${settings.highConnections} connections baseline ${describe(highBaseline)}  RSS ${record.highConcurrency.baseline?.rssMb} MB`)
-  say(`  create       ${settings.highConnections} connections gateway  ${describe(high)}  RSS ${record.highConcurrency.rssMb} MB`)
+  if (only === undefined || only.includes('create') || only.includes('create-256')) {
+    const create = list[0] as Scenario
+    // The same run on the baseline: its RSS is what Node itself takes on this machine under that load.
+    const highBaseline = await load(create, 'baseline', baseline, settings.durationS, settings.highConnections)
+    const high = await load(create, 'gateway', gateway, settings.durationS, settings.highConnections)
+    record.highConcurrency = { connections: settings.highConnections, run: high, rssMb: rssMb(gateway.pid), baseline: { run: highBaseline, rssMb: rssMb(baseline.pid) } }
+    say(`  create       ${settings.highConnections} connections baseline ${describe(highBaseline)}  RSS ${record.highConcurrency.baseline?.rssMb} MB`)
+    say(`  create       ${settings.highConnections} connections gateway  ${describe(high)}  RSS ${record.highConcurrency.rssMb} MB`)
+  }
 
   if (only === undefined || only.includes('polling')) {
     record.polling = await runPollingFigures({ gatewayUrl: gateway.url, upstreamUrl: upstream.url, tenantKey: secrets.tenantKey, tenantId: secrets.tenantId, gatewaySecret: secrets.gatewaySecret, smoke })
     for (const line of pollingLines(record.polling)) say(`  ${line.slice(2).replaceAll('**', '')}`)
+  }
+
+  if (only === undefined || only.includes('archive')) {
+    // Its own gateway (memory store), archiving to a temporary directory: its RSS is the archive's alone.
+    const archiveDir = mkdtempSync(join(tmpdir(), 'video-gateway-bench-archive-'))
+    const removeArchive = (): void => { rmSync(archiveDir, { recursive: true, force: true }) }
+    process.once('exit', removeArchive)
+    const archiveGateway = await startGateway(gatewayOptions('gateway (archive)', '', {
+      ARCHIVE_DIR: archiveDir,
+      // The fixed upstream's result links are plain http on loopback.
+      ARCHIVE_ALLOWED_SOURCES: '127.0.0.1/32',
+      ARCHIVE_CONCURRENCY: String(settings.archive.concurrency)
+    }))
+    try {
+      say(`  archive: gateway pid ${archiveGateway.pid}, RSS ${rssMb(archiveGateway.pid)} MB idle, directory ${archiveDir}`)
+      record.archive = await runArchiveFigures({
+        gateway: archiveGateway,
+        upstreamUrl: upstream.url,
+        archiveDir,
+        tenantKey: secrets.tenantKey,
+        tenantId: secrets.tenantId,
+        otherTenantKey: secrets.otherTenantKey,
+        otherTenantId: secrets.otherTenantId,
+        gatewaySecret: secrets.gatewaySecret,
+        settings: settings.archive,
+        warmupS: settings.warmupS,
+        downloaderScript: join(root, 'bench', 'download-files.ts'),
+        say
+      })
+      for (const line of archiveLines(record.archive)) say(`  ${line.slice(2).replaceAll('**', '')}`)
+    } finally {
+      await stop(archiveGateway)
+      removeArchive()
+    }
   }
 
   await stop(gateway)
@@ -179,7 +232,8 @@ async function main (): Promise<number> {
   record.elapsedS = Math.round((Date.now() - started) / 1000)
 
   const targets = evaluateTargets(record)
-  const resultsDirectory = flags.out ?? join(root, 'bench', 'results', ...(smoke ? ['smoke'] : []))
+  // A smoke run or a partial one (--only) must not rewrite the tracked record of a full run.
+  const resultsDirectory = flags.out ?? join(root, 'bench', 'results', ...(smoke ? ['smoke'] : only !== undefined ? ['partial'] : []))
   writeResults(resultsDirectory, record, targets)
   say('\n' + consoleTable(record) + '\n')
   for (const line of targetLines(targets)) say(line)

@@ -23,6 +23,9 @@ export interface BenchSecrets {
   dir: string
   tenantKey: string
   tenantId: string
+  /** a second tenant: the archive scenario reads its tasks while the first one's are archived */
+  otherTenantKey: string
+  otherTenantId: string
   upstreamKey: string
   /** signs tenant-scoped task ids: the bench mints ids for tasks it did not create through the gateway */
   gatewaySecret: string
@@ -35,19 +38,26 @@ export interface BenchSecrets {
 export function prepareSecrets (): BenchSecrets {
   const dir = mkdtempSync(join(tmpdir(), 'video-gateway-bench-'))
   const tenantKey = 'vgk_bench_' + randomBytes(24).toString('base64url')
+  const otherTenantKey = 'vgk_bench_' + randomBytes(24).toString('base64url')
   const upstreamKey = 'sk-bench-' + randomBytes(16).toString('hex')
   const gatewaySecret = randomBytes(48).toString('base64url')
   const tenantsFile = join(dir, 'tenants.json')
   // A fresh tenant id per run: Redis counters of an earlier run cannot interfere. Limits far above any load.
   const unlimited = { max: 1_000_000_000, timeWindow: 60_000 }
   const tenantId = `bench-${randomBytes(4).toString('hex')}`
+  const otherTenantId = `${tenantId}-other`
   writeFileSync(tenantsFile, JSON.stringify({
-    tenants: [{ id: tenantId, keys: [tenantKeyHash(tenantKey)], rateLimit: unlimited, readRateLimit: unlimited }]
+    tenants: [
+      { id: tenantId, keys: [tenantKeyHash(tenantKey)], rateLimit: unlimited, readRateLimit: unlimited },
+      { id: otherTenantId, keys: [tenantKeyHash(otherTenantKey)], rateLimit: unlimited, readRateLimit: unlimited }
+    ]
   }))
   return {
     dir,
     tenantKey,
     tenantId,
+    otherTenantKey,
+    otherTenantId,
     upstreamKey,
     gatewaySecret,
     tenantsFile,

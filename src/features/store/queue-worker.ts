@@ -56,24 +56,50 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   /** ids this worker holds a lease on and has not finished, with the end of each lease */
   const leased = new Map<string, number>()
 
+  /** a drain waiting for a slot or for news: called when a job ends, by wake() and by stop() */
+  let nudge: (() => void) | null = null
+
+  async function work (id: string): Promise<void> {
+    try {
+      await options.handle(id, aborting.signal)
+      // Interrupted (it returned because of the abort): the lease is handed back by stop().
+      if (!aborting.signal.aborted) leased.delete(id)
+    } catch (error) {
+      // Not handed back: a store that fails would fail again at once; the lease brings it back later.
+      leased.delete(id)
+      log.error({ err: error, queue: options.name, id }, `${options.name} job could not be recorded; it comes back when its lease runs out`)
+    }
+  }
+
+  /**
+   * Keeps up to `concurrency` ids in flight until none is due: a slot is filled
+   * again as soon as its id is done, not when a whole batch is (batches wait for
+   * their slowest job: a 20 MB archive download holds back seven finished slots).
+   */
   async function drain (): Promise<void> {
-    for (;;) {
-      if (closing.signal.aborted) return
-      const at = options.now()
-      const ids = await options.queue.claimDue(at, options.leaseMs, options.concurrency)
-      if (ids.length === 0) return
-      for (const id of ids) leased.set(id, at + options.leaseMs)
-      await Promise.all(ids.map(async (id) => {
-        try {
-          await options.handle(id, aborting.signal)
-          // Interrupted (it returned because of the abort): the lease is handed back by stop().
-          if (!aborting.signal.aborted) leased.delete(id)
-        } catch (error) {
-          // Not handed back: a store that fails would fail again at once; the lease brings it back later.
-          leased.delete(id)
-          log.error({ err: error, queue: options.name, id }, `${options.name} job could not be recorded; it comes back when its lease runs out`)
+    const inFlight = new Set<Promise<void>>()
+    try {
+      while (!closing.signal.aborted) {
+        const free = options.concurrency - inFlight.size
+        const at = options.now()
+        const ids = free > 0 ? await options.queue.claimDue(at, options.leaseMs, free) : []
+        for (const id of ids) {
+          leased.set(id, at + options.leaseMs)
+          const job: Promise<void> = work(id).finally(() => {
+            inFlight.delete(job)
+            nudge?.()
+          })
+          inFlight.add(job)
         }
-      }))
+        if (inFlight.size === 0) return
+        if (ids.length === free && free > 0) continue
+        // Full, or nothing more due: look again when a job ends, something is queued or the worker stops.
+        await new Promise<void>((resolve) => { nudge = resolve })
+        nudge = null
+      }
+    } finally {
+      // A claim that failed, or a stop: what runs finishes (or sees the abort) before the next drain.
+      await Promise.all(inFlight)
     }
   }
 
@@ -87,6 +113,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   function runDue (): Promise<void> {
     if (running !== null) {
       again = true
+      nudge?.()
       return running
     }
     running = (async () => {
@@ -137,6 +164,7 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
     runDue,
     async stop (stopOptions = {}) {
       closing.abort()
+      nudge?.()
       if (timer !== null) clearTimeout(timer)
       timer = null
       await within(running, stopOptions.graceMs ?? 0)
