@@ -29,6 +29,8 @@ async function freshDatabase (t: Test): Promise<{ url: string, pool: pg.Pool } |
   t.teardown(database.cleanup)
   await runMigrations({ databaseUrl: database.url, log: silent })
   const pool = new pg.Pool({ connectionString: database.url, max: 2 })
+  // node-postgres: an idle client's error surfaces on its pool; without a listener it is uncaught.
+  pool.on('error', () => {})
   t.teardown(async () => { await pool.end() })
   return { url: database.url, pool }
 }
@@ -87,6 +89,7 @@ t.test('without Redis: entries wait in memory through a database failure, and ar
   if (database === null) return
   // A pool whose queries fail like a database that is down.
   const broken = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/none', connectionTimeoutMillis: 500 })
+  broken.on('error', () => {})
   t.teardown(async () => { await broken.end() })
   const failing = databaseOf(broken)
   const ledger = createUsageLedger({ database: failing, redis: null, streamKey: 'unused', flushMs: 60_000, claimIdleMs: 60_000, log })
@@ -112,6 +115,7 @@ t.test('with Redis: entries a gateway read and never wrote (it died) are taken o
 
   // A writer whose database is down reads two entries and cannot write them.
   const broken = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/none', connectionTimeoutMillis: 500 })
+  broken.on('error', () => {})
   t.teardown(async () => { await broken.end() })
   const doomed = createUsageLedger({ database: databaseOf(broken), redis, streamKey, flushMs: 60_000, claimIdleMs: 60_000, log })
   await redis.xadd(streamKey, '*', 'c', encodeCreate(create('task-1')))
