@@ -41,6 +41,7 @@ import { createS3Storage } from './features/archive/storage/s3.ts'
 import type { ArchiveStorage } from './features/archive/storage/storage.ts'
 import responseHeaders from './http/response-headers.ts'
 import swagger from './plugins/external/swagger.ts'
+import tracing from './features/observability/tracing.ts'
 import healthRoutes from './routes/health.ts'
 import demoRoutes from './routes/demo.ts'
 import v1Routes from './routes/v1/index.ts'
@@ -216,6 +217,12 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   await app.register(gracefulShutdown)
   await app.register(upstreamBreaker, { failureThreshold: config.upstreamBreakerFailures, openMs: config.upstreamBreakerOpenMs })
   await app.register(metrics, { token: config.metricsToken })
+  await app.register(tracing, {
+    tracesEndpoint: config.otelExporterOtlpTracesEndpoint,
+    endpoint: config.otelExporterOtlpEndpoint,
+    serviceName: config.otelServiceName,
+    serviceVersion: packageJson.version
+  })
   await app.register(upstreamClient, {
     baseUrl: config.evolinkBaseUrl,
     apiKey: config.evolinkApiKey,

@@ -27,7 +27,8 @@ export function findUnknownSettings (env: Record<string, string | undefined>, kn
       const allowed = Math.min(name.length, candidate.length) <= 5 ? 1 : 2
       if (distance <= allowed && distance < best) { best = distance; suggestion = candidate }
     }
-    const prefixed = [...prefixes].some(prefix => name.startsWith(prefix))
+    // OTEL_*: the OpenTelemetry exporter reads many standard variables of its own (OTEL_EXPORTER_OTLP_HEADERS…).
+    const prefixed = !name.startsWith('OTEL_') && [...prefixes].some(prefix => name.startsWith(prefix))
     if (suggestion !== null || prefixed) found.push({ name, suggestion })
   }
   return found

@@ -16,7 +16,12 @@ export const CreateTokenBody = Type.Object({
   max_duration: Type.Optional(Type.Integer({ minimum: 1, maximum: 600, description: 'Longest video, in seconds, the token may ask for.' })),
   end_user: Type.Optional(Type.String({ pattern: endUserPattern, description: 'Your own id of the person using the page: written to the access log, and counted by the tenant\'s `endUserRateLimit`. Not a secret, not an e-mail address you would not log.' })),
   origin: Type.Optional(Type.String({ pattern: '^https?://[^/\\s]+$', maxLength: 256, description: 'Bind the token to this browser origin (one of the tenant\'s `allowedOrigins`): a request from another origin is refused.' }))
-}, { additionalProperties: false })
+}, {
+  additionalProperties: false,
+  // Without one, Swagger UI prefills "Try it out" from every property (models ["string"],
+  // an origin the tenant does not allow), which the gateway rightly refuses.
+  examples: [{ ttl_seconds: 600, operations: ['create', 'read'], max_creates: 5, end_user: 'user-42' }]
+})
 
 export const TokenResponse = Type.Object({
   token: Type.String({ description: 'Send as `Authorization: Bearer <token>`; on `/v1/tasks/{id}/events` also accepted as `?token=` (EventSource cannot set headers).' }),

@@ -26,3 +26,8 @@ t.test('a known prefix with an unknown rest is reported without a suggestion', a
   ])
   t.equal(unknownSettingMessage(found[0]!), 'unknown setting REDIS_HOSTNAME: not a video-gateway variable (see .env.example)')
 })
+
+t.test('the OpenTelemetry SDK\'s own OTEL_* variables are quiet; a typo of the gateway\'s is not', async t => {
+  const found = findUnknownSettings({ OTEL_EXPORTER_OTLP_HEADERS: 'a=b', OTEL_RESOURCE_ATTRIBUTES: 'x=y', OTEL_TRACES_SAMPLER: 'always_on', OTEL_EXPORTER_OTLP_ENDPONT: 'http://c:4318' })
+  t.same(found, [{ name: 'OTEL_EXPORTER_OTLP_ENDPONT', suggestion: 'OTEL_EXPORTER_OTLP_ENDPOINT' }])
+})

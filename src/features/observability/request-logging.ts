@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import { traceIdsOf } from './tracing.ts'
 
 /**
  * One access-log line per request (Fastify's own two lines are turned off in
@@ -19,10 +20,12 @@ async function requestLoggingPlugin (fastify: FastifyInstance): Promise<void> {
       upstreamStatus: request.upstreamStatus ?? undefined,
       upstreamMs: request.upstreamLatencyMs === null ? undefined : Math.round(request.upstreamLatencyMs * 10) / 10,
       taskCache: request.taskCache ?? undefined,
-      ms: Math.round(reply.elapsedTime * 10) / 10
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+      // With tracing on: the ids to find this request's trace by.
+      ...traceIdsOf(request)
     }, 'request')
     done()
   })
 }
 
-export default fp(requestLoggingPlugin, { name: 'request-logging', fastify: '5.x', dependencies: ['tenant-auth', 'browser-tokens', 'upstream-client', 'task-status'] })
+export default fp(requestLoggingPlugin, { name: 'request-logging', fastify: '5.x', dependencies: ['tenant-auth', 'browser-tokens', 'upstream-client', 'task-status', 'tracing'] })

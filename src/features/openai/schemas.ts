@@ -52,7 +52,7 @@ export const RetrieveVideoQuery = Type.Object({
 
 export const ListVideosQuery = Type.Object({
   after: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'A video id from an earlier page: the page starts after it.' })),
-  limit: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|100)$', description: 'Videos per page, 1–100 (default 20).' })),
+  limit: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|100)$', examples: ['20'], description: 'Videos per page, 1–100 (default 20).' })),
   order: Type.Optional(Type.Enum(['asc', 'desc'], { description: 'By creation time; default `desc` (newest first).' }))
 })
 

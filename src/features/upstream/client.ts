@@ -23,6 +23,20 @@ export interface UpstreamClientOptions {
   log?: FastifyBaseLogger
   /** told of every attempt, its duration and the gateway error it failed with (metrics) */
   onAttempt?: (attempt: UpstreamAttempt) => void
+  /** a span around every attempt that reaches the upstream (observability/tracing.ts); default: none */
+  tracing?: UpstreamTracing | null
+}
+
+/** What one traced attempt sends and reports. */
+export interface AttemptTrace {
+  /** W3C trace context headers (`traceparent`) for the upstream */
+  headers: Record<string, string>
+  /** the upstream's status, once it answered */
+  status (statusCode: number): void
+}
+
+export interface UpstreamTracing {
+  attempt<T> (call: UpstreamCall, run: (attempt: AttemptTrace) => Promise<T>): Promise<T>
 }
 
 export interface UpstreamCall {
@@ -147,18 +161,19 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
   const scrub = createScrubber([options.apiKey])
 
   /** One attempt, within `budgetMs` (what is left of timeoutMs after earlier attempts). */
-  async function sendOnce (call: UpstreamCall, budgetMs: number): Promise<UpstreamAnswer> {
+  async function sendOnce (call: UpstreamCall, budgetMs: number, traced?: AttemptTrace): Promise<UpstreamAnswer> {
     const started = performance.now()
     const { request } = call
     let response: Dispatcher.ResponseData
+    const base = call.body === undefined
+      ? { authorization, accept: 'application/json' }
+      : { authorization, accept: 'application/json', 'content-type': 'application/json' }
     try {
       response = await withinDeadline(budgetMs, (call.method === 'POST' ? createDispatcher : readDispatcher).request({
         origin,
         path: basePath + call.path,
         method: call.method,
-        headers: call.body === undefined
-          ? { authorization, accept: 'application/json' }
-          : { authorization, accept: 'application/json', 'content-type': 'application/json' },
+        headers: traced === undefined ? base : { ...traced.headers, ...base },
         body: call.body === undefined ? undefined : JSON.stringify(call.body),
         // Headers within the budget, no pause in the body longer than it, and
         // (readLimited) the whole body before the deadline.
@@ -171,6 +186,7 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
     }
     const { statusCode, headers } = response
     if (request !== undefined) request.upstreamStatus = statusCode
+    traced?.status(statusCode)
     let text: string
     try {
       text = await readLimited(response.body, { limit: options.maxResponseBytes, deadline: started + budgetMs, declaredLength: headers['content-length'] })
@@ -201,9 +217,12 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
   }
 
   const retry = options.retry ?? { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 }
-  const { breaker, onAttempt } = options
+  const { breaker, onAttempt, tracing } = options
+  // Inside the breaker: an attempt the open breaker refuses never reaches the upstream, so it has no span.
+  const tracedOnce = (call: UpstreamCall, budgetMs: number): Promise<UpstreamAnswer> =>
+    tracing == null ? sendOnce(call, budgetMs) : tracing.attempt(call, (traced) => sendOnce(call, budgetMs, traced))
   const attempt = (call: UpstreamCall, budgetMs: number): Promise<UpstreamAnswer> =>
-    breaker === undefined ? sendOnce(call, budgetMs) : breaker.run(() => sendOnce(call, budgetMs))
+    breaker === undefined ? tracedOnce(call, budgetMs) : breaker.run(() => tracedOnce(call, budgetMs))
   async function observedAttempt (call: UpstreamCall, budgetMs: number): Promise<UpstreamAnswer> {
     if (onAttempt === undefined) return await attempt(call, budgetMs)
     const started = performance.now()
@@ -230,11 +249,11 @@ export function createUpstreamClient (options: UpstreamClientOptions): { client:
 }
 
 async function upstreamClientPlugin (fastify: FastifyInstance, options: UpstreamClientOptions): Promise<void> {
-  const { client, close } = createUpstreamClient({ breaker: fastify.upstreamBreaker, log: fastify.log, onAttempt: fastify.metrics.upstreamAttempt, ...options })
+  const { client, close } = createUpstreamClient({ breaker: fastify.upstreamBreaker, log: fastify.log, onAttempt: fastify.metrics.upstreamAttempt, tracing: fastify.tracing, ...options })
   fastify.decorate('upstream', client)
   fastify.decorateRequest('upstreamStatus', null)
   fastify.decorateRequest('upstreamLatencyMs', null)
   fastify.addHook('onClose', close)
 }
 
-export default fp(upstreamClientPlugin, { name: 'upstream-client', fastify: '5.x', dependencies: ['upstream-breaker', 'metrics'] })
+export default fp(upstreamClientPlugin, { name: 'upstream-client', fastify: '5.x', dependencies: ['upstream-breaker', 'metrics', 'tracing'] })

@@ -4,6 +4,16 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import { errorTableMarkdown } from '../../schemas/errors.ts'
 
+const errorSchemaName = 'ErrorResponse'
+
+function errorSchemaDescription (): string {
+  return [
+    'Every non-2xx answer has this body, `{"error":{"code","message","type","request_id","param"?}}`, and an `x-request-id` header (the same as `request_id`). Each operation\'s error responses name the codes it can answer; all of them:',
+    '',
+    errorTableMarkdown()
+  ].join('\n')
+}
+
 /**
  * /openapi.json and /docs, generated from the same TypeBox schemas the routes
  * validate with.
@@ -14,17 +24,25 @@ async function swaggerPlugin (fastify: FastifyInstance, options: { version: stri
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, index) => typeof json.$id === 'string' ? json.$id : `def-${index}`
     },
+    // The shared ErrorResponse schema is also what the routes serialise with: the table
+    // (document-only prose) is added to the document's copy, not to that schema.
+    transformObject: (documents) => {
+      if (!('openapiObject' in documents)) return documents.swaggerObject
+      const schema = documents.openapiObject.components?.schemas?.[errorSchemaName]
+      if (schema !== undefined && !('$ref' in schema)) schema.description = errorSchemaDescription()
+      return documents.openapiObject
+    },
     openapi: {
       openapi: '3.1.0',
       info: {
         title: 'video-gateway',
         version: options.version,
+        // Short, so that Swagger UI shows the operations first; the error table is in the
+        // ErrorResponse schema's description (transformObject below), in the Schemas section.
         description: [
           'A gateway in front of Evolink\'s video-generation API (Veo 3.1 Fast). An Evolink client works against it by changing only its base URL and key: authenticate with your tenant key; the Evolink key never leaves the gateway.',
           '',
-          'Every non-2xx answer has the body `{"error":{"code","message","type","request_id","param"?}}` and an `x-request-id` header:',
-          '',
-          errorTableMarkdown()
+          `Every non-2xx answer has one format, the ${errorSchemaName} schema (its description, under Schemas below the operations, is the table of every error code).`
         ].join('\n')
       },
       components: {

@@ -20,8 +20,8 @@ const defaultUsageDays = 30
 const dayPattern = '^\\d{4}-\\d{2}-\\d{2}$'
 
 export const UsageQuery = Type.Object({
-  from: Type.Optional(Type.String({ pattern: dayPattern, description: 'First UTC day (YYYY-MM-DD), inclusive. Default: 29 days before `to`.' })),
-  to: Type.Optional(Type.String({ pattern: dayPattern, description: `Last UTC day (YYYY-MM-DD), inclusive. Default: today. At most ${maxUsageDays} days from \`from\`.` })),
+  from: Type.Optional(Type.String({ pattern: dayPattern, examples: ['2026-01-01'], description: 'First UTC day (YYYY-MM-DD), inclusive. Default: 29 days before `to`.' })),
+  to: Type.Optional(Type.String({ pattern: dayPattern, examples: ['2026-01-31'], description: `Last UTC day (YYYY-MM-DD), inclusive. Default: today. At most ${maxUsageDays} days from \`from\`.` })),
   end_user: Type.Optional(Type.String({ pattern: endUserPattern, description: 'Only this end user\'s part: the requests and creates made with browser tokens minted for that `end_user`, and the ends of those tasks.' })),
   format: Type.Optional(Type.Enum(['json', 'csv'], { description: 'json (default): the days and their sums. csv (database mode only, DATABASE_URL): the usage ledger\'s rows, one per task created in the period (by the UTC day its create was admitted), oldest first, as `text/csv` with a header row: ' + ledgerCsvHeader.map((name) => `\`${name}\``).join(', ') + '.' }))
 }, { additionalProperties: false })

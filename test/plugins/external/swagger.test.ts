@@ -1,6 +1,7 @@
 import t from 'tap'
 import { buildTestApp, makeTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
+import { errorTable } from '../../../src/errors/table.ts'
 
 t.test('/openapi.json describes the gateway from the route schemas', async (t) => {
   const upstream = await startTestSimulator(t)
@@ -11,6 +12,14 @@ t.test('/openapi.json describes the gateway from the route schemas', async (t) =
   t.equal(spec.openapi, '3.1.0')
   t.same(spec.components.securitySchemes.tenantKey, { type: 'http', scheme: 'bearer', description: 'Your tenant key, `Authorization: Bearer <tenant key>`; from a browser, a short-lived token minted with POST /v1/tokens (routes that take one say so).' })
   t.ok(spec.components.schemas.ErrorResponse, 'the error format is a shared schema')
+  // The error table is the ErrorResponse schema's description (Swagger UI's Schemas section,
+  // below the operations), not the document's description (above them).
+  t.notMatch(spec.info.description, /\| status \| code \|/, 'no error table above the operations')
+  t.match(spec.info.description, /the ErrorResponse schema \(its description, under Schemas below the operations, is the table of every error code\)/)
+  t.ok(spec.info.description.split('\n').length <= 3, 'the document description stays short')
+  const errorDescription: string = spec.components.schemas.ErrorResponse.description
+  t.match(errorDescription, /^Every non-2xx answer has this body/)
+  for (const [code, row] of Object.entries(errorTable)) t.match(errorDescription, `| ${row.statusCode} | \`${code}\` | ${row.type} |`, `the table has ${code}`)
 
   const create = spec.paths['/v1/videos/generations'].post
   t.same(create.tags, ['Video Generation'])
