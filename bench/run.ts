@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { archiveLines, runArchiveFigures } from './archive.ts'
 import { runPollingFigures, pollingLines } from './polling.ts'
+import { Redis } from 'ioredis'
 import { runLoad, type LoadResult } from './load.ts'
 import { cpuTimeMs, installCleanup, killAllNow, rssMb, startGateway, startOwnServer, stop, type Started } from './processes.ts'
 import { consoleTable, evaluateTargets, failedRequests, targetLines, writeResults, type BenchRecord, type ScenarioRecord } from './report.ts'
@@ -116,6 +117,22 @@ async function runScenario (scenario: Scenario, baseline: Started, gateway: Star
   return record
 }
 
+/** Commands the Redis server has run since it started (INFO commandstats; INFO itself excluded). */
+async function redisCommandCount (url: string): Promise<number> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await client.connect()
+    const stats = await client.info('commandstats')
+    let calls = 0
+    for (const match of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+      if (match[1] !== 'info') calls += Number(match[2])
+    }
+    return calls
+  } finally {
+    client.disconnect()
+  }
+}
+
 async function main (): Promise<number> {
   const started = Date.now()
   installCleanup()
@@ -172,7 +189,16 @@ async function main (): Promise<number> {
     const redisGateway = await startGateway(gatewayOptions('gateway (redis)', redisUrl))
     try {
       await sanityCheck('gateway (redis)', redisGateway.url, secrets.tenantKey)
-      record.scenarios.push(await runScenario(scenario, baseline, redisGateway))
+      // Round trips per create: every command the Redis server ran during the scenario (the
+      // baseline uses none), over the gateway's requests. A shared Redis's other clients count too.
+      const commandsBefore = await redisCommandCount(redisUrl)
+      const result = await runScenario(scenario, baseline, redisGateway)
+      const commands = (await redisCommandCount(redisUrl)) - commandsBefore
+      const requests = [...Object.values(result.warmup), ...result.rounds.map((entry) => entry.gateway)]
+        .filter((run) => run !== undefined && run !== result.warmup.baseline)
+        .reduce((sum, run) => sum + run.requests, 0)
+      result.redisCommandsPerRequest = requests === 0 ? null : Math.round(commands / requests * 100) / 100
+      record.scenarios.push(result)
     } finally {
       await stop(redisGateway)
     }

@@ -894,6 +894,16 @@ export interface operations {
         /** @description The fields of a tenants-file entry (validated by the same schema), without `keys`: keys are created with POST /admin/v1/tenants/{tenant_id}/keys. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "id": "example-team",
+                 *       "rateLimit": {
+                 *         "max": 60,
+                 *         "timeWindow": 60000
+                 *       },
+                 *       "maxConcurrentTasks": 10
+                 *     }
+                 */
                 "application/json": {
                     /** @description Stable tenant id; appears in logs and limits, never a secret. */
                     id: string;
@@ -1307,6 +1317,15 @@ export interface operations {
         /** @description Every setting of the tenant, as in a tenants-file entry without `id` and `keys`; what is left out goes back to its default. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "rateLimit": {
+                 *         "max": 120,
+                 *         "timeWindow": 60000
+                 *       },
+                 *       "maxConcurrentTasks": 20
+                 *     }
+                 */
                 "application/json": {
                     rateLimit?: {
                         /** @description Requests allowed per window. */
@@ -2114,6 +2133,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "label": "ci"
+                 *     }
+                 */
                 "application/json": {
                     /** @description What the key is for (`ci`, `prod-2027`), shown in lists. */
                     label?: string;
@@ -2353,6 +2377,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "expires_at": null
+                 *     }
+                 */
                 "application/json": {
                     /** @description When the key stops working; null: never. */
                     expires_at: string | null;

@@ -21,12 +21,20 @@ export const CreateTenantBody = Type.Object({
   id: tenantIdSchema,
   ...settingsFields,
   disabled: Type.Optional(Type.Boolean({ description: 'Create it disabled: its keys are refused until it is enabled. Default false.' }))
-}, { additionalProperties: false, description: 'The fields of a tenants-file entry (validated by the same schema), without `keys`: keys are created with POST /admin/v1/tenants/{tenant_id}/keys.' })
+}, {
+  additionalProperties: false,
+  description: 'The fields of a tenants-file entry (validated by the same schema), without `keys`: keys are created with POST /admin/v1/tenants/{tenant_id}/keys.',
+  examples: [{ id: 'example-team', rateLimit: { max: 60, timeWindow: 60_000 }, maxConcurrentTasks: 10 }]
+})
 
 /** The whole of a tenant's settings (a replacement, as a tenants-file entry is): a field left out is removed. */
 export const UpdateTenantBody = Type.Object({
   ...settingsFields
-}, { additionalProperties: false, description: 'Every setting of the tenant, as in a tenants-file entry without `id` and `keys`; what is left out goes back to its default.' })
+}, {
+  additionalProperties: false,
+  description: 'Every setting of the tenant, as in a tenants-file entry without `id` and `keys`; what is left out goes back to its default.',
+  examples: [{ rateLimit: { max: 120, timeWindow: 60_000 }, maxConcurrentTasks: 20 }]
+})
 
 export const Tenant = Type.Object({
   object: Type.Literal('tenant'),
@@ -64,11 +72,11 @@ const expiresAt = Type.Union([Type.String({ format: 'date-time', description: 'R
 export const CreateKeyBody = Type.Object({
   label: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'What the key is for (`ci`, `prod-2027`), shown in lists.' })),
   expires_at: Type.Optional(expiresAt)
-}, { additionalProperties: false })
+}, { additionalProperties: false, examples: [{ label: 'ci' }] })
 
 export const UpdateKeyBody = Type.Object({
   expires_at: expiresAt
-}, { additionalProperties: false })
+}, { additionalProperties: false, examples: [{ expires_at: null }] })
 
 export const Key = Type.Object({
   object: Type.Literal('key'),

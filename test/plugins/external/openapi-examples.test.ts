@@ -1,8 +1,9 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
 import { makeTenant, startTestGateway, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
+import { adminAuthorization, buildDatabaseTestApp, migratedDatabase } from '../../helpers/database.ts'
 
 interface MediaType { schema?: object, example?: unknown, examples?: Record<string, { value: unknown }> }
 interface Parameter { in: string, name: string, required?: boolean, example?: unknown, examples?: Record<string, { value: unknown }> }
@@ -33,28 +34,16 @@ function bodyOf (contentType: string, example: unknown): { body: string | FormDa
   throw new Error(`no way to send a ${contentType} example`)
 }
 
-// Swagger UI's "Try it out" sends the document's examples as they are: each one, sent by a tenant
-// shaped like simulator mode's demo tenant (no allowedOrigins, no model limits), must get the
-// operation's documented success, with a body that matches the documented success schema.
-t.test('every example in /openapi.json gets its documented success from the gateway', async (t) => {
-  const upstream = await startTestSimulator(t)
-  const tenant = makeTenant('demo', { rateLimit: { max: 60, timeWindow: 60_000 } })
-  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [tenant] })
-  const document = await (await fetch(`${url}/openapi.json`)).json() as Document
+/** Sends every example of the operations under the paths `include` takes; answers how many, and the bodies without one. */
+async function sendExamples (t: Test, options: { url: string, document: Document, authorization: string, pathValues: Record<string, string>, include: (path: string) => boolean }): Promise<{ sent: number, withoutExample: string[] }> {
+  const { url, document, authorization, pathValues, include } = options
   const ajv = new Ajv2020({ strict: false, allErrors: true })
   addFormats.default(ajv)
   ajv.addSchema({ $id: 'document', components: document.components })
-
-  // Path parameters name the caller's own resources, so they have no examples (one would answer
-  // 404 to everyone): the test fills them with a task of its own.
-  const created = await fetch(`${url}/v1/videos/generations`, { method: 'POST', headers: { authorization: tenant.authorization, 'content-type': 'application/json' }, body: JSON.stringify(validBody) })
-  t.equal(created.status, 200)
-  const ownId = (await created.json() as { id: string }).id
-  const pathValues: Record<string, string> = { task_id: ownId, video_id: ownId }
-
   let sent = 0
   const withoutExample: string[] = []
   for (const [path, operations] of Object.entries(document.paths)) {
+    if (!include(path)) continue
     for (const [method, operation] of Object.entries(operations)) {
       const name = `${method.toUpperCase()} ${path}`
       const parameters = operation.parameters ?? []
@@ -80,7 +69,7 @@ t.test('every example in /openapi.json gets its documented success from the gate
           return encodeURIComponent(value)
         })
         const query = new URLSearchParams()
-        const headers: Record<string, string> = { authorization: tenant.authorization }
+        const headers: Record<string, string> = { authorization }
         for (const parameter of withExamples) {
           const value = String(examplesOf(parameter)[0])
           if (parameter.in === 'query') query.set(parameter.name, value)
@@ -103,8 +92,47 @@ t.test('every example in /openapi.json gets its documented success from the gate
       }
     }
   }
+  return { sent, withoutExample }
+}
+
+// Swagger UI's "Try it out" sends the document's examples as they are: each one, sent by a tenant
+// shaped like simulator mode's demo tenant (no allowedOrigins, no model limits), must get the
+// operation's documented success, with a body that matches the documented success schema.
+t.test('every example in /openapi.json gets its documented success from the gateway', async (t) => {
+  const upstream = await startTestSimulator(t)
+  const tenant = makeTenant('demo', { rateLimit: { max: 60, timeWindow: 60_000 } })
+  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [tenant] })
+  const document = await (await fetch(`${url}/openapi.json`)).json() as Document
+  // Path parameters name the caller's own resources, so they have no examples (one would answer
+  // 404 to everyone): the test fills them with a task of its own.
+  const created = await fetch(`${url}/v1/videos/generations`, { method: 'POST', headers: { authorization: tenant.authorization, 'content-type': 'application/json' }, body: JSON.stringify(validBody) })
+  t.equal(created.status, 200)
+  const ownId = (await created.json() as { id: string }).id
+  const pathValues: Record<string, string> = { task_id: ownId, video_id: ownId }
+
+  const { sent, withoutExample } = await sendExamples(t, { url, document, authorization: tenant.authorization, pathValues, include: (path) => !path.startsWith('/admin/') })
   // A request body without an example gets one composed by Swagger UI from every property's
   // type (models: ["string"], an origin the tenant does not allow), which the gateway refuses.
   t.same(withoutExample, [], 'every request body has an example')
   t.ok(sent >= 6, `${sent} examples sent (create, tokens, OpenAI create as JSON and as a form, usage, video list)`)
+})
+
+// The admin API's examples, as an operator's "Try it out" sends them: to a gateway in database
+// mode, with an admin token, on a tenant and a key of the test's own for the path parameters.
+t.test('every admin example gets its documented success from a gateway in database mode', async (t) => {
+  const databaseUrl = await migratedDatabase(t)
+  if (databaseUrl === null) return
+  const upstream = await startTestSimulator(t)
+  const app = await buildDatabaseTestApp(t, { databaseUrl, upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY })
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  const admin = { authorization: adminAuthorization, 'content-type': 'application/json' }
+  const own = await fetch(`${url}/admin/v1/tenants`, { method: 'POST', headers: admin, body: JSON.stringify({ id: 'examples-own' }) })
+  t.equal(own.status, 201, 'a tenant of the test\'s own')
+  const key = await fetch(`${url}/admin/v1/tenants/examples-own/keys`, { method: 'POST', headers: admin, body: JSON.stringify({ label: 'examples' }) })
+  t.equal(key.status, 201, 'and a key')
+  const keyId = (await key.json() as { id: string }).id
+  const document = await (await fetch(`${url}/openapi.json`)).json() as Document
+  const { sent, withoutExample } = await sendExamples(t, { url, document, authorization: adminAuthorization, pathValues: { tenant_id: 'examples-own', key_id: keyId }, include: (path) => path.startsWith('/admin/') })
+  t.same(withoutExample, [], 'every admin request body has an example')
+  t.ok(sent >= 4, `${sent} admin examples sent (tenant create and update, key create and update)`)
 })
