@@ -103,12 +103,15 @@ async function adminPlugin (fastify: FastifyInstance, options: AdminOptions): Pr
   // With ADMIN_PORT the two listeners serve disjoint routes: the admin ones there, the others here.
   // Both answer what does not belong with the unknown-route 404, so neither reveals the other.
   if (separatePort) {
-    fastify.addHook('onRequest', async (request) => {
+    // Synchronous: it runs on every request of both ports and awaits nothing.
+    fastify.addHook('onRequest', (request, _reply, done) => {
       const isAdminRoute = request.routeOptions.config.admin === true
-      if (isAdminRoute !== cameViaAdminListener(request)) {
-        const path = request.url.split('?')[0]?.slice(0, 200) ?? ''
-        throw gatewayError('not_found', { args: [`No route ${request.method} ${path}.`] })
+      if (isAdminRoute === cameViaAdminListener(request)) {
+        done()
+        return
       }
+      const path = request.url.split('?')[0]?.slice(0, 200) ?? ''
+      done(gatewayError('not_found', { args: [`No route ${request.method} ${path}.`] }))
     })
   }
 
