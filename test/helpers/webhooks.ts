@@ -1,5 +1,7 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
 import type { HasTeardown } from './gateway.ts'
 
 /** A Standard Webhooks secret for test tenants (24 bytes, base64). */
@@ -74,3 +76,31 @@ export function manualClock (start = Date.now()): { now: () => number, advance (
 
 /** A free port on 127.0.0.1 (for a gateway whose PUBLIC_BASE_URL must be known before it listens). */
 export { freePort } from './server-process.ts'
+
+/**
+ * WEBHOOK_POLL_INTERVAL_MS of tests that move the gateway's clock by hand: the
+ * worker looks at the queue this often in real time, and finds a retry due
+ * only once the moved clock says so.
+ */
+export const testWebhookPollMs = 10
+
+/** Long enough for many worker polls: a test that expects no attempt waits this long before it says so. */
+export async function webhookQuietPeriod (): Promise<void> {
+  await sleep(15 * testWebhookPollMs)
+}
+
+/**
+ * Waits until a client sees `count` attempts recorded in all on the task's
+ * deliveries (GET /v1/webhooks/deliveries), as the worker makes them on its
+ * own (a new delivery at once, a retry at the first poll after it is due);
+ * answers the listing then, or as it is after `timeoutMs`.
+ */
+export async function attemptsRecorded (app: Pick<FastifyInstance, 'inject'>, authorization: string, taskId: string, count: number, timeoutMs = 10_000): Promise<Array<Record<string, any>>> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const listed = await app.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${encodeURIComponent(taskId)}`, headers: { authorization } })
+    const data = listed.json().data as Array<{ attempts: unknown[] }>
+    if (data.reduce((sum, delivery) => sum + delivery.attempts.length, 0) >= count || Date.now() > deadline) return data
+    await sleep(testWebhookPollMs)
+  }
+}

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Gauge } from 'prom-client'
 import { createMemoryTaskCache, createRedisTaskCache } from './cache.ts'
 import { createTaskReader, type TaskRead } from './reader.ts'
 import { createTaskWatcher, type TaskListener } from './watcher.ts'
@@ -55,8 +56,6 @@ export interface TaskStatus {
   onFinished (listener: TaskFinishedListener): void
   /** the app is closing: long-polls answer at once, event streams end */
   readonly closing: AbortSignal
-  /** tasks watched right now (each one poll loop, whatever its number of waiters) */
-  readonly watching: number
 }
 
 declare module 'fastify' {
@@ -85,6 +84,12 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
     }
   })
   const watcher = createTaskWatcher({ read: async (upstreamId) => await reader.read(upstreamId), intervalMs: options.statusTtlMs, log: fastify.log })
+  new Gauge({ // eslint-disable-line no-new
+    name: 'vg_task_watches',
+    help: 'Tasks this instance watches right now for long-polls and event streams: one upstream poll loop each (every TASK_STATUS_TTL_MS), however many clients wait on it.',
+    registers: [fastify.metrics.registry],
+    collect () { this.set(watcher.size) }
+  })
   const closing = new AbortController()
   const finishedListeners: TaskFinishedListener[] = []
 
@@ -134,8 +139,7 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
     onFinished (listener) {
       finishedListeners.push(listener)
     },
-    closing: closing.signal,
-    get watching () { return watcher.size }
+    closing: closing.signal
   } satisfies TaskStatus)
   // preClose, not onClose: Fastify's close waits for running requests, and a
   // long-poll or an event stream would otherwise hold it for minutes.
@@ -146,4 +150,4 @@ async function taskStatusPlugin (fastify: FastifyInstance, options: TaskStatusOp
   })
 }
 
-export default fp(taskStatusPlugin, { name: 'task-status', fastify: '5.x', dependencies: ['redis-store', 'upstream-client'] })
+export default fp(taskStatusPlugin, { name: 'task-status', fastify: '5.x', dependencies: ['redis-store', 'upstream-client', 'metrics'] })

@@ -56,8 +56,6 @@ export interface Webhooks {
   deliveriesOfTask (tenantId: string, upstreamTaskId: string): Promise<Delivery[]>
   /** Sends a delivery of this tenant again, at once, with the same webhook-id; 404 for anyone else's. */
   redeliver (tenantId: string, deliveryId: string): Promise<Delivery>
-  /** makes every attempt that is due now; resolves when they are done */
-  runDue (): Promise<void>
 }
 
 declare module 'fastify' {
@@ -238,7 +236,6 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
       worker.wake()
       return again
     },
-    runDue: worker.runDue,
     callbacksAvailable: publicBaseUrl !== ''
   } satisfies Webhooks)
 

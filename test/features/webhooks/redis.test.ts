@@ -6,7 +6,7 @@ import type { Config } from '../../../src/config.ts'
 import { buildTestApp, makeTenant, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { redisForTests } from '../../helpers/redis.ts'
-import { loopbackAllowList, manualClock, startReceiver, testWebhookSecret } from '../../helpers/webhooks.ts'
+import { attemptsRecorded, loopbackAllowList, manualClock, startReceiver, testWebhookPollMs, testWebhookSecret, webhookQuietPeriod } from '../../helpers/webhooks.ts'
 import { createRedisWebhookStore, type Delivery } from '../../../src/features/webhooks/store.ts'
 import { redisKeyMap } from '../../../src/features/store/keys.ts'
 
@@ -30,7 +30,8 @@ async function dropPrefix (url: string, prefix: string): Promise<void> {
 
 /**
  * A relay on the real Redis under a test's own key prefix: a simulator and
- * gateways on one moved clock (the worker is only run by hand), a tenant, a receiver.
+ * gateways on one moved clock (the workers poll every few ms, and find a retry
+ * due once the clock says so), a tenant, a receiver.
  */
 async function relayOnRedis (t: Test, url: string, extraConfig: Partial<Config> = {}) {
   const keyPrefix = uniquePrefix()
@@ -43,7 +44,7 @@ async function relayOnRedis (t: Test, url: string, extraConfig: Partial<Config> 
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme],
-    config: { redisUrl: url, redisKeyPrefix: keyPrefix, webhookPollIntervalMs: 3_600_000, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, ...extraConfig },
+    config: { redisUrl: url, redisKeyPrefix: keyPrefix, webhookPollIntervalMs: testWebhookPollMs, publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, ...extraConfig },
     seams: { clock: clock.now }
   }
   return { clock, upstream, acme, receiver, options }
@@ -66,17 +67,18 @@ t.test('Redis mode: a gateway restart mid-retry loses nothing (registration, del
   clock.advance(11_000)
   t.equal((await second.inject({ method: 'POST', url: callbackPath, payload: {} })).statusCode, 200, 'the registration survived the restart')
   receiver.answers.push({ status: 503 })
-  await second.webhooks.runDue()
+  await attemptsRecorded(second, acme.authorization, taskId, 1)
   t.equal(receiver.received.length, 1)
   await second.close()
 
   // Third instance: the retry comes due on the schedule and succeeds, with the same webhook-id.
   const third = await buildTestApp(t, options)
+  await third.ready()
   clock.advance(4_999)
-  await third.webhooks.runDue()
+  await webhookQuietPeriod()
   t.equal(receiver.received.length, 1, 'not before its time')
   clock.advance(1)
-  await third.webhooks.runDue()
+  await attemptsRecorded(third, acme.authorization, taskId, 2)
   t.equal(receiver.received.length, 2, 'the retry after the restart')
   t.equal(receiver.received[1]!.headers['webhook-id'], receiver.received[0]!.headers['webhook-id'])
   const verified = new Webhook(testWebhookSecret).verify(receiver.received[1]!.body, receiver.received[1]!.headers as Record<string, string>) as { data: { id: string } }
@@ -108,11 +110,10 @@ t.test('Redis mode: an instance that closes mid-attempt hands the attempt back, 
   receiver.answers.push({ status: 0, hang: true })
   t.equal((await first.inject({ method: 'POST', url: callbackPath, payload: {} })).statusCode, 200)
   const [{ id: deliveryId }] = (await first.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })).json().data
-  const attempting = first.webhooks.runDue()
+  // The callback queued the delivery and woke the worker: the attempt is under way (the receiver hangs).
   await receiver.receivedCount(1)
   t.equal(await dueScore(redis.url, options.config.redisKeyPrefix, deliveryId), clock.now() + 15_000 + 30_000, 'leased to the first instance')
   await first.close()
-  await attempting
   t.equal(receiver.received.length, 1, 'the attempt was under way when the instance closed')
   t.equal(await dueScore(redis.url, options.config.redisKeyPrefix, deliveryId), clock.now(), 'handed back: due now, not at the end of the lease')
 
@@ -120,7 +121,7 @@ t.test('Redis mode: an instance that closes mid-attempt hands the attempt back, 
   const second = await buildTestApp(t, options)
   const listed = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
   t.match(listed.json().data, [{ status: 'pending', attempts: [] }], 'the interrupted attempt is not recorded as made')
-  await second.webhooks.runDue()
+  await attemptsRecorded(second, acme.authorization, taskId, 1)
   t.equal(receiver.received.length, 2, 'made again by the next instance at once')
   t.equal(receiver.received[1]!.headers['webhook-id'], receiver.received[0]!.headers['webhook-id'])
   const after = await second.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
@@ -138,10 +139,9 @@ t.test('Redis mode: an instance that closes mid-attempt lets a slow attempt fini
   clock.advance(11_000)
   receiver.answers.push({ status: 200, delayMs: 300 })
   t.equal((await first.inject({ method: 'POST', url: callbackPath, payload: {} })).statusCode, 200)
-  const attempting = first.webhooks.runDue()
+  // The attempt under way (woken by the callback) when the instance closes.
   await receiver.receivedCount(1)
   await first.close()
-  await attempting
   const [delivery] = (await (await buildTestApp(t, options)).inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })).json().data
   t.match(delivery, { status: 'succeeded', attempts: [{ attempt: 1, response_status: 200 }] }, 'the attempt finished during the close and was recorded')
   t.equal(await dueScore(redis.url, options.config.redisKeyPrefix, delivery.id), null, 'nothing handed back: out of the queue')

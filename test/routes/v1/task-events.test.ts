@@ -1,6 +1,7 @@
 import t from 'tap'
 import { makeTenant, startTestGateway, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
+import { scrape, scrapeUntil, testMetricsToken } from '../../helpers/metrics.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 
 interface ServerSentEvent { event: string, id?: string, data?: string }
@@ -33,7 +34,7 @@ t.test('GET /v1/tasks/:task_id/events', async (t) => {
     upstreamUrl: upstream.url,
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, globex],
-    config: { taskStatusTtlMs: 50, taskEventsHeartbeatMs: 100 }
+    config: { taskStatusTtlMs: 50, taskEventsHeartbeatMs: 100, metricsToken: testMetricsToken }
   })
   const headers = { authorization: acme.authorization }
   const newTask = async (prompt = validBody.prompt): Promise<string> =>
@@ -62,7 +63,7 @@ t.test('GET /v1/tasks/:task_id/events', async (t) => {
     t.ok(tasks.every((task) => task.id === id), 'tenant-scoped ids')
     t.same(stream.events.at(-1), { event: 'end', id: undefined, data: '{"status":"completed"}' })
     t.ok(stream.events.filter((event) => event.event === 'task').every((event) => /^"[\w-]{27}"$/.test(event.id ?? '')), 'each task event carries its ETag as id')
-    t.equal(app.taskStatus.watching, 0, 'nothing left watching')
+    t.equal(await scrape(url, 'vg_task_watches'), 0, 'nothing left watching')
   })
 
   t.test('a reconnect after the end gets 204; a finished task streams its state and ends at once', async (t) => {
@@ -83,12 +84,11 @@ t.test('GET /v1/tasks/:task_id/events', async (t) => {
     const reader = (response.body as ReadableStream<Uint8Array>).getReader()
     let text = ''
     while ((text.match(/^: keep-alive$/gm) ?? []).length < 3) text += new TextDecoder().decode((await reader.read()).value)
-    t.equal(app.taskStatus.watching, 1)
+    t.equal(await scrape(url, 'vg_task_watches'), 1)
     t.same(text.match(/^event: \w+/gm), ['event: task'], 'no change, no event: only comments')
     controller.abort()
     await reader.cancel().catch(() => {})
-    await waitFor(() => app.taskStatus.watching === 0)
-    t.equal(app.taskStatus.watching, 0)
+    t.equal(await scrapeUntil(url, 'vg_task_watches', 0), 0)
   })
 
   t.test('many subscribers on one task: one poll loop, all get the end', async (t) => {
@@ -96,7 +96,7 @@ t.test('GET /v1/tasks/:task_id/events', async (t) => {
     const callsBefore = upstream.simulator.calls.task
     const started = performance.now()
     const streams = Promise.all(Array.from({ length: 100 }, async () => await readStream(await events(id))))
-    await waitFor(() => app.taskStatus.watching === 1)
+    await scrapeUntil(url, 'vg_task_watches', 1)
     setTimeout(() => { clock += 100_000 }, 500)
     const all = await streams
     const seconds = (performance.now() - started) / 1000
@@ -129,7 +129,7 @@ t.test('GET /v1/tasks/:task_id/events', async (t) => {
     const id = await newTask()
     const response = await events(id)
     const reading = readStream(response)
-    await waitFor(() => app.taskStatus.watching === 1)
+    await scrapeUntil(url, 'vg_task_watches', 1)
     const started = performance.now()
     await app.close()
     const stream = await reading
@@ -137,8 +137,3 @@ t.test('GET /v1/tasks/:task_id/events', async (t) => {
     t.ok(performance.now() - started < 5000, 'the close did not wait for the stream')
   })
 })
-
-async function waitFor (condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = performance.now() + timeoutMs
-  while (!condition() && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
-}

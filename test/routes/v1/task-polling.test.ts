@@ -2,6 +2,7 @@ import { connect } from 'node:net'
 import t from 'tap'
 import { buildTestApp, makeTenant, startTestGateway, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
+import { scrape, scrapeUntil, testMetricsToken } from '../../helpers/metrics.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 import { redisForTests } from '../../helpers/redis.ts'
 
@@ -110,7 +111,7 @@ t.test('?wait= over a real socket: answers on a change, or at the deadline with 
   const upstream = await startTestSimulator(t, { taskDurationMs: 100_000, now: () => clock })
   const acme = makeTenant('acme')
   // A short status TTL: the watch polls every 50 ms (real time).
-  const { app, url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { taskStatusTtlMs: 50 } })
+  const { url } = await startTestGateway(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { taskStatusTtlMs: 50, metricsToken: testMetricsToken } })
   const headers = { authorization: acme.authorization }
   const id = (await (await fetch(`${url}/v1/videos/generations`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(validBody) })).json() as { id: string }).id
   clock += 20_000
@@ -125,7 +126,7 @@ t.test('?wait= over a real socket: answers on a change, or at the deadline with 
     t.equal(answer.status, 200)
     t.match(await answer.json(), { id, status: 'processing', progress: 25 })
     t.ok(performance.now() - started < 25_000, 'well before its 30 s')
-    t.equal(app.taskStatus.watching, 0, 'the watch ended with its last waiter')
+    t.equal(await scrape(url, 'vg_task_watches'), 0, 'the watch ended with its last waiter')
   })
 
   t.test('no change: the current state at the deadline', async (t) => {
@@ -158,11 +159,9 @@ t.test('?wait= over a real socket: answers on a change, or at the deadline with 
     const socket = connect(Number(new URL(url).port), '127.0.0.1')
     socket.on('error', () => {})
     socket.write(`GET /v1/tasks/${await newTask()}?wait=30 HTTP/1.1\r\nhost: x\r\nauthorization: ${acme.authorization}\r\n\r\n`)
-    await waitFor(() => app.taskStatus.watching === 1)
-    t.equal(app.taskStatus.watching, 1)
+    t.equal(await scrapeUntil(url, 'vg_task_watches', 1), 1)
     socket.destroy()
-    await waitFor(() => app.taskStatus.watching === 0)
-    t.equal(app.taskStatus.watching, 0)
+    t.equal(await scrapeUntil(url, 'vg_task_watches', 0), 0)
   })
 
   async function newTask (): Promise<string> {
@@ -184,8 +183,3 @@ t.test('two instances sharing Redis: 100 concurrent reads, one upstream call', {
   t.equal(upstream.simulator.calls.task - before, 1)
   t.equal(new Set(answers.map((answer) => answer.headers.etag)).size, 1, 'one snapshot, one ETag, on both instances')
 })
-
-async function waitFor (condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = performance.now() + timeoutMs
-  while (!condition() && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
-}

@@ -3,7 +3,7 @@ import type { LookupFunction } from '../../../src/http/destination.ts'
 import { buildTestApp, makeTenant, validBody } from '../../helpers/gateway.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
-import { manualClock, testWebhookSecret } from '../../helpers/webhooks.ts'
+import { attemptsRecorded, manualClock, testWebhookSecret } from '../../helpers/webhooks.ts'
 
 t.test('SSRF: callback_url destinations the gateway refuses at create time (no allow-list)', async (t) => {
   const upstream = await startTestSimulator(t, { allowPrivateCallbackUrls: true })
@@ -94,7 +94,7 @@ t.test('SSRF at delivery: a name that resolved to a public address at create tim
   answer = '127.0.0.1'
   clock.advance(2000)
   t.equal((await app.inject({ method: 'POST', url: callbackPath, payload: {} })).statusCode, 200)
-  await app.webhooks.runDue()
+  await attemptsRecorded(app, acme.authorization, taskId, 1)
   t.same(resolved, ['rebind.example.com', 'rebind.example.com'], 'resolved at create time and again when connecting')
   const listed = await app.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${taskId}`, headers: { authorization: acme.authorization } })
   t.match(listed.json().data[0], {

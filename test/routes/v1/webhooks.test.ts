@@ -4,7 +4,7 @@ import { Webhook } from 'standardwebhooks'
 import type { FastifyInstance } from 'fastify'
 import { buildTestApp, expectedError, logCollector, makeTenant, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
-import { loopbackAllowList, manualClock, startReceiver, testWebhookSecret, type Receiver } from '../../helpers/webhooks.ts'
+import { attemptsRecorded, loopbackAllowList, manualClock, startReceiver, testWebhookPollMs, testWebhookSecret, webhookQuietPeriod, type Receiver } from '../../helpers/webhooks.ts'
 import type { StartedSimulator } from '../../../src/simulator/start.ts'
 
 const minute = 60_000
@@ -26,13 +26,18 @@ interface Harness {
   finishTasks (): void
   callback (path: string): Promise<Awaited<ReturnType<FastifyInstance['inject']>>>
   deliveries (taskId: string, tenant?: TestTenant): Promise<Awaited<ReturnType<FastifyInstance['inject']>>>
+  /** waits until the task's deliveries list `count` attempts in all (the worker makes them on its own) */
+  recorded (taskId: string, count: number): Promise<Array<Record<string, any>>>
+  /** lets the worker poll many times: for a test that expects no attempt */
+  quiet (): Promise<void>
 }
 
 /**
  * A gateway (app.inject) on a simulator with an injected clock, a loopback
  * receiver (allow-listed), and the callbacks posted by the test itself with
  * the token the upstream received: the retry schedule runs on the moved clock
- * through `app.webhooks.runDue()`, never on real minutes.
+ * (the worker polls every few ms, and finds a retry due once the clock says
+ * so), never on real minutes; the test sees the attempts as a client does.
  */
 async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Promise<Harness> {
   const clock = manualClock()
@@ -47,8 +52,8 @@ async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Prom
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, other],
     logger: { level: 'info', stream: logs.stream },
-    config: { publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, webhookPollIntervalMs: 3_600_000 },
-    // the task cache shares the simulator's clock; the worker's timer never finds anything due before the test moves it
+    config: { publicBaseUrl: 'http://127.0.0.1:9', webhookAllowedDestinations: loopbackAllowList, webhookPollIntervalMs: testWebhookPollMs },
+    // the task cache and the retry schedule share the simulator's clock: nothing is due before the test moves it
     seams: { clock: clock.now }
   })
   app.taskStatus.onFinished(({ tenantId, upstreamTaskId, snapshot }) => { finished.push({ tenantId, upstreamTaskId, status: snapshot.task.status }) })
@@ -76,7 +81,9 @@ async function harness (t: Test, options: { acmeSecrets?: string[] } = {}): Prom
     },
     finishTasks () { clock.advance(11_000) },
     callback: (path) => app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/json' }, payload: { id: 'anything', status: 'completed' } }),
-    deliveries: (taskId, tenant = acme) => app.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${encodeURIComponent(taskId)}`, headers: { authorization: tenant.authorization } })
+    deliveries: (taskId, tenant = acme) => app.inject({ method: 'GET', url: `/v1/webhooks/deliveries?task_id=${encodeURIComponent(taskId)}`, headers: { authorization: tenant.authorization } }),
+    recorded: async (taskId, count) => await attemptsRecorded(app, acme.authorization, taskId, count),
+    quiet: webhookQuietPeriod
   }
 }
 
@@ -91,7 +98,7 @@ t.test('a finished task is relayed to the tenant, signed per Standard Webhooks, 
   const answer = await h.callback(callbackPath)
   t.equal(answer.statusCode, 200, answer.body)
   t.same(answer.json(), { received: true })
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
 
   t.equal(h.receiver.received.length, 1)
   const [delivery] = h.receiver.received
@@ -132,7 +139,7 @@ t.test('a finished task is relayed to the tenant, signed per Standard Webhooks, 
     t.same(h.finished, [finished, finished], 'the first callback reported it, and so did the task read above')
     const again = await h.callback(callbackPath)
     t.equal(again.statusCode, 200)
-    await h.app.webhooks.runDue()
+    await h.quiet()
     t.equal(h.receiver.received.length, 1)
     t.same(h.finished, [finished, finished], 'a repeated callback reports nothing more')
     const usage = await h.app.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: h.acme.authorization } })
@@ -144,7 +151,7 @@ t.test('a finished task is relayed to the tenant, signed per Standard Webhooks, 
     const response = await h.app.inject({ method: 'POST', url: `/v1/webhooks/deliveries/${id}/redeliver`, headers: { authorization: h.acme.authorization } })
     t.equal(response.statusCode, 202, response.body)
     t.match(response.json(), { id, status: 'pending' })
-    await h.app.webhooks.runDue()
+    await h.recorded(taskId, 2)
     t.equal(h.receiver.received.length, 2)
     t.equal(h.receiver.received[1]!.headers['webhook-id'], id)
     t.equal(h.receiver.received[1]!.body, delivery!.body)
@@ -169,7 +176,7 @@ t.test('a receiver that fails three times then succeeds gets exactly one success
   h.finishTasks()
   t.equal((await h.callback(callbackPath)).statusCode, 200)
 
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
   t.equal(h.receiver.received.length, 1, 'the first attempt goes at once')
   const first = (await h.deliveries(taskId)).json().data[0]
   t.equal(first.status, 'pending')
@@ -177,14 +184,14 @@ t.test('a receiver that fails three times then succeeds gets exactly one success
 
   for (const [wait, attempts] of [[5_000, 2], [5 * minute, 3], [30 * minute, 4]] as const) {
     h.clock.advance(wait - 1)
-    await h.app.webhooks.runDue()
+    await h.quiet()
     t.equal(h.receiver.received.length, attempts - 1, `nothing before the ${wait} ms step is due`)
     h.clock.advance(1)
-    await h.app.webhooks.runDue()
+    await h.recorded(taskId, attempts)
     t.equal(h.receiver.received.length, attempts, `attempt ${attempts} after ${wait} ms`)
   }
   h.clock.advance(24 * 60 * minute)
-  await h.app.webhooks.runDue()
+  await h.quiet()
   t.equal(h.receiver.received.length, 4, 'nothing after the success')
 
   const ids = new Set(h.receiver.received.map((request) => request.headers['webhook-id']))
@@ -202,13 +209,13 @@ t.test('Retry-After sets the next attempt; 410 stops for good', async (t) => {
   const { taskId, callbackPath } = await h.create()
   h.finishTasks()
   await h.callback(callbackPath)
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
   t.equal((await h.deliveries(taskId)).json().data[0].next_attempt_at, new Date(h.clock.now() + 120_000).toISOString())
   h.clock.advance(120_000)
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 2)
   t.equal(h.receiver.received.length, 2)
   h.clock.advance(48 * 60 * minute)
-  await h.app.webhooks.runDue()
+  await h.quiet()
   t.equal(h.receiver.received.length, 2, 'no attempt after 410')
   t.match((await h.deliveries(taskId)).json().data[0], { status: 'failed', failure_reason: 'the receiver answered 410 Gone', next_attempt_at: null })
 })
@@ -220,7 +227,7 @@ t.test('redirects are not followed: a 3xx is a failed attempt', async (t) => {
   const { taskId, callbackPath } = await h.create()
   h.finishTasks()
   await h.callback(callbackPath)
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
   t.equal(elsewhere.received.length, 0)
   t.match((await h.deliveries(taskId)).json().data[0], { status: 'pending', attempts: [{ response_status: 307 }] })
 })
@@ -231,8 +238,10 @@ t.test('after the last attempt the delivery is failed', async (t) => {
   const { taskId, callbackPath } = await h.create()
   h.finishTasks()
   await h.callback(callbackPath)
-  for (let i = 0; i < 10; i++) {
-    await h.app.webhooks.runDue()
+  // Each attempt, then the clock past any retry delay; twice more past the last one, when nothing is left to make.
+  for (let i = 1; i <= 10; i++) {
+    if (i <= 8) await h.recorded(taskId, i)
+    else await h.quiet()
     h.clock.advance(10 * 60 * minute)
   }
   t.equal(h.receiver.received.length, 8, 'WEBHOOK_MAX_ATTEMPTS (8)')
@@ -253,7 +262,7 @@ t.test('a forged upstream callback (bad token) is refused and delivers nothing',
     t.equal(answer.statusCode, 404, path)
     t.same(answer.json(), expectedError('not_found', 'invalid_request_error', 'Unknown callback.', answer.json().error.request_id))
   }
-  await h.app.webhooks.runDue()
+  await h.quiet()
   t.equal(h.receiver.received.length, 0)
   t.same((await h.deliveries(taskId)).json(), { data: [] })
   const logged = JSON.stringify(h.logs)
@@ -263,7 +272,7 @@ t.test('a forged upstream callback (bad token) is refused and delivers nothing',
 
 t.test('the upstream callback: its body is not read, whatever its type; an oversized one is 413', async (t) => {
   const h = await harness(t)
-  const { callbackPath } = await h.create()
+  const { taskId, callbackPath } = await h.create()
   h.finishTasks()
   const plain = await h.app.inject({ method: 'POST', url: callbackPath, headers: { 'content-type': 'text/plain' }, payload: 'not json at all' })
   t.equal(plain.statusCode, 200, plain.body)
@@ -272,17 +281,18 @@ t.test('the upstream callback: its body is not read, whatever its type; an overs
   const huge = await h.app.inject({ method: 'POST', url: callbackPath, headers: { 'content-type': 'application/json' }, payload: 'x'.repeat(1_048_577) })
   t.equal(huge.statusCode, 413)
   t.equal(huge.json().error.code, 'payload_too_large')
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
+  await h.quiet()
   t.equal(h.receiver.received.length, 1, 'one delivery for the three callbacks')
 })
 
 t.test('secret rotation: each of the tenant\'s secrets signs, so a receiver on either one verifies', async (t) => {
   const newSecret = 'whsec_' + randomBytes(32).toString('base64')
   const h = await harness(t, { acmeSecrets: [newSecret, testWebhookSecret] })
-  const { callbackPath } = await h.create()
+  const { taskId, callbackPath } = await h.create()
   h.finishTasks()
   await h.callback(callbackPath)
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
   const [delivery] = h.receiver.received
   t.match(delivery!.headers['webhook-signature'], /^v1,\S+ v1,\S+$/)
   for (const secret of [newSecret, testWebhookSecret]) {
@@ -298,7 +308,7 @@ t.test('a callback for a task the upstream does not report finished relays nothi
   t.equal(answer.statusCode, 409)
   t.same(h.finished, [], 'not finished')
   t.same(answer.json(), expectedError('callback_task_not_finished', 'invalid_request_error', 'The task is not finished according to the video provider; nothing was relayed.', answer.json().error.request_id))
-  await h.app.webhooks.runDue()
+  await h.quiet()
   t.equal(h.receiver.received.length, 0)
   t.same((await h.deliveries(taskId)).json(), { data: [] })
 })
@@ -321,7 +331,7 @@ t.test('a callback that comes before the create\'s answer is registered is 409, 
   await prepared.register({ taskId, upstreamTaskId: h.app.taskIds.unscope(h.acme.id, taskId)! })
   h.finishTasks()
   t.equal((await h.callback(callbackPath)).statusCode, 200, 'the retry, once registered')
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
   t.equal(h.receiver.received.length, 1)
   t.equal(JSON.parse(h.receiver.received[0]!.body).data.id, taskId)
 })
@@ -331,7 +341,7 @@ t.test('a failed task is relayed as video.generation.task.failed', async (t) => 
   const { taskId, callbackPath } = await h.create({ prompt: 'A storm [fail:content_policy_violation]' })
   h.finishTasks()
   await h.callback(callbackPath)
-  await h.app.webhooks.runDue()
+  await h.recorded(taskId, 1)
   const verified = new Webhook(testWebhookSecret).verify(h.receiver.received[0]!.body, h.receiver.received[0]!.headers as Record<string, string>) as Record<string, any>
   t.match(verified, { type: 'video.generation.task.failed', data: { id: taskId, status: 'failed', error: { code: 'content_policy_violation' } } })
 })
