@@ -274,7 +274,9 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
     handle: runJob,
     pollIntervalMs: options.pollIntervalMs,
     concurrency: options.concurrency,
-    log
+    log,
+    // SIGTERM's drain: this instance still queues jobs; the others download them.
+    claimUntil: fastify.shutdownDrain.signal
   })
   const sweeper = createQueueWorker({
     name: 'archive retention',
@@ -284,7 +286,8 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
     handle: sweep,
     pollIntervalMs: options.pollIntervalMs,
     concurrency: 16,
-    log
+    log,
+    claimUntil: fastify.shutdownDrain.signal
   })
 
   fastify.decorate('archive', {
@@ -364,4 +367,4 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
   })
 }
 
-export default fp(archivePlugin, { name: 'archive', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-index', 'tenant-usage', 'metrics', 'tenant-auth'] })
+export default fp(archivePlugin, { name: 'archive', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-index', 'tenant-usage', 'metrics', 'tenant-auth', 'graceful-shutdown'] })

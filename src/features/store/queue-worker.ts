@@ -23,6 +23,13 @@ export interface QueueWorkerOptions {
   /** ids worked on at once */
   concurrency: number
   log: FastifyBaseLogger
+  /**
+   * Aborted when the instance starts draining for shutdown (SIGTERM, the
+   * shutdownDrain signal): from then on it claims nothing new, so that other
+   * instances take the queue over while this one still answers requests. The
+   * work in flight goes on; stop() still lets it finish or hands it back.
+   */
+  claimUntil?: AbortSignal
 }
 
 export interface QueueWorker {
@@ -48,6 +55,13 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
   const aborting = new AbortController()
   // Closing: no new claims (the work in flight goes on until `aborting`).
   const closing = new AbortController()
+  function stopClaiming (): void {
+    if (closing.signal.aborted) return
+    closing.abort()
+    nudge?.()
+    if (timer !== null) clearTimeout(timer)
+    timer = null
+  }
   let timer: NodeJS.Timeout | null = null
   let running: Promise<void> | null = null
   let again = false
@@ -158,15 +172,19 @@ export function createQueueWorker (options: QueueWorkerOptions): QueueWorker {
     if (count > 0) log.info({ queue: options.name, jobs: count }, `${options.name} jobs under way handed back to the queue for another instance`)
   }
 
+  // (An abort listener added to a signal aborted already is never called.)
+  if (options.claimUntil?.aborted === true) stopClaiming()
+  options.claimUntil?.addEventListener('abort', () => {
+    log.info({ queue: options.name, jobs_in_flight: leased.size }, `draining for shutdown: the ${options.name} queue is left to other instances`)
+    stopClaiming()
+  }, { once: true })
+
   return {
     start: schedule,
     wake () { runDue().catch(() => {}) },
     runDue,
     async stop (stopOptions = {}) {
-      closing.abort()
-      nudge?.()
-      if (timer !== null) clearTimeout(timer)
-      timer = null
+      stopClaiming()
       await within(running, stopOptions.graceMs ?? 0)
       aborting.abort()
       await within(running, abortSettleMs)

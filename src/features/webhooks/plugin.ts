@@ -125,6 +125,8 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
     ttlMs: options.registrationTtlMs,
     pollIntervalMs: options.pollIntervalMs ?? 1000,
     log: fastify.log,
+    // SIGTERM's drain: this instance still takes callbacks and queues their deliveries; the others send them.
+    claimUntil: fastify.shutdownDrain.signal,
     async attempt (delivery, signal) {
       // The tenants as they are now, at delivery time: a rotated secret (a reload) applies to pending retries too.
       const secrets = fastify.tenantRegistry.current.byId.get(delivery.tenantId)?.webhookSecrets ?? []
@@ -247,4 +249,4 @@ async function webhooksPlugin (fastify: FastifyInstance, options: WebhooksOption
   })
 }
 
-export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-ids', 'tenant-registry'] })
+export default fp(webhooksPlugin, { name: 'webhooks', fastify: '5.x', dependencies: ['redis-store', 'task-status', 'task-ids', 'tenant-registry', 'graceful-shutdown'] })

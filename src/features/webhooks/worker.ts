@@ -18,6 +18,8 @@ export interface WebhookWorkerOptions {
   pollIntervalMs: number
   log: FastifyBaseLogger
   batchSize?: number
+  /** aborted when the instance starts draining for shutdown: no new attempts are claimed (queue-worker.ts) */
+  claimUntil?: AbortSignal
 }
 
 /** The queue worker of webhook attempts (features/store/queue-worker.ts). */
@@ -82,6 +84,7 @@ export function createWebhookWorker (options: WebhookWorkerOptions): WebhookWork
     handle: attemptOne,
     pollIntervalMs: options.pollIntervalMs,
     concurrency: options.batchSize ?? 16,
-    log
+    log,
+    claimUntil: options.claimUntil
   })
 }

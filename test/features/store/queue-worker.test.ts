@@ -98,6 +98,44 @@ t.test('memory queue: a job still under way past the grace is aborted and handed
   await other.stop()
 })
 
+t.test('memory queue: once the drain signal aborts, the worker claims nothing new; the job under way goes on, and stop() hands it back', async (t) => {
+  const queue = createMemoryDueQueue()
+  const now = 3_000_000
+  await queue.schedule('job-1', now)
+  const jobs = controlledJobs()
+  const draining = new AbortController()
+  const lines: Array<Record<string, unknown>> = []
+  const drainLog = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const worker = createQueueWorker({ name: 'test', queue, now: () => now, leaseMs, handle: jobs.handler(queue), pollIntervalMs: 10, concurrency: 2, log: drainLog, claimUntil: draining.signal })
+  worker.start()
+  await jobs.startedCount(1)
+  draining.abort()
+  t.match(lines.find((line) => line.queue === 'test'), { msg: 'draining for shutdown: the test queue is left to other instances', jobs_in_flight: 1 })
+  // Queued during the drain (this instance still answers requests): woken, polled, but not claimed.
+  await queue.schedule('job-2', now)
+  worker.wake()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.same(jobs.started, ['job-1'], 'nothing claimed during the drain')
+  t.same(jobs.aborted, [], 'the job under way is not interrupted by the drain')
+  t.same(await queue.claimDue(now, leaseMs, 10), ['job-2'], 'another instance takes the new job')
+  await worker.stop({ graceMs: 0 })
+  t.same(jobs.aborted, ['job-1'], 'the close still hands back what ran')
+  t.same(await queue.claimDue(now, leaseMs, 10), ['job-1'], 'due at once for another instance')
+})
+
+t.test('memory queue: a worker made after the drain began never claims', async (t) => {
+  const queue = createMemoryDueQueue()
+  await queue.schedule('job-1', 100)
+  const jobs = controlledJobs()
+  const worker = createQueueWorker({ name: 'test', queue, now: () => 100, leaseMs, handle: jobs.handler(queue), pollIntervalMs: 10, concurrency: 1, log, claimUntil: AbortSignal.abort() })
+  worker.start()
+  await worker.runDue()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(jobs.started, [])
+  t.equal(await queue.nextDueAt(), 100, 'the job is untouched')
+  await worker.stop()
+})
+
 t.test('memory queue: release hands back only the claimer\'s own lease', async (t) => {
   const queue = createMemoryDueQueue()
   await queue.schedule('a', 100)
