@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { parseAllDocuments } from 'yaml'
+import { parse, parseAllDocuments } from 'yaml'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler'
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
@@ -63,14 +63,11 @@ t.test('shutdown timings agree with the config defaults', (t) => {
   const pod = deployment.spec.template.spec
   const container = pod.containers[0]
   const env = new Map<string, string>(container.env.filter((e: Manifest) => 'value' in e).map((e: Manifest) => [e.name, e.value]))
-  const defaults = new Map(describeConfig().map((c) => [c.env, c.schema.default]))
-  const graceMs = resolveConfig().shutdownGraceMs
+  const { shutdownGraceMs: graceMs, shutdownDrainMs: drainMs, shutdownJobGraceMs: jobGraceMs } = resolveConfig()
   t.equal(Number(env.get('SHUTDOWN_GRACE_MS')), graceMs, 'SHUTDOWN_GRACE_MS: the default')
-  // SHUTDOWN_DRAIN_MS (readiness 503 before the listener closes) lands with the
-  // shutdown work; until then its announced default, 5 s.
-  const drainMs = defaults.has('SHUTDOWN_DRAIN_MS') ? Number(defaults.get('SHUTDOWN_DRAIN_MS')) : 5000
-  if (!defaults.has('SHUTDOWN_DRAIN_MS')) t.comment('SHUTDOWN_DRAIN_MS not in src/config.ts yet: using 5000 ms')
   t.equal(Number(env.get('SHUTDOWN_DRAIN_MS')), drainMs, 'SHUTDOWN_DRAIN_MS: the default')
+  t.equal(Number(env.get('SHUTDOWN_JOB_GRACE_MS')), jobGraceMs, 'SHUTDOWN_JOB_GRACE_MS: the default')
+  t.ok(jobGraceMs <= graceMs, 'a job under way gets its grace within the close\'s')
   const preStopS = container.lifecycle.preStop.sleep.seconds
   t.ok(preStopS >= 5, 'preStop waits for the endpoint removal to propagate')
   const needS = preStopS + (drainMs + graceMs) / 1000
@@ -79,6 +76,24 @@ t.test('shutdown timings agree with the config defaults', (t) => {
   t.ok(period <= needS + 10, 'and not so long that a stuck pod lingers')
   t.equal(container.readinessProbe.httpGet.path, '/readyz')
   t.equal(container.livenessProbe.httpGet.path, '/healthz')
+  t.end()
+})
+
+t.test('the pod and docker-compose agree on the shutdown timings and the log buffer: the config defaults', (t) => {
+  const pod = only('Deployment').spec.template.spec
+  const env = new Map<string, string>(pod.containers[0].env.filter((e: Manifest) => 'value' in e).map((e: Manifest) => [e.name, e.value]))
+  const composeFile = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8'), { merge: true }) as { 'x-gateway': { environment: Record<string, string>, stop_grace_period: string } }
+  const gateway = composeFile['x-gateway']
+  const defaults = new Map(describeConfig().map((c) => [c.env, c.schema.default]))
+  for (const name of ['SHUTDOWN_DRAIN_MS', 'SHUTDOWN_GRACE_MS', 'SHUTDOWN_JOB_GRACE_MS', 'LOG_BUFFER_BYTES']) {
+    t.equal(env.get(name), String(defaults.get(name)), `${name}: the Deployment sets the default`)
+    // compose passes the operator's .env through, and an empty value is the default: the same value unless overridden.
+    t.equal(gateway.environment[name], `\${${name}:-}`, `${name}: compose passes it through, the default when unset`)
+  }
+  const stopGraceS = Number(/^(\d+)s$/.exec(gateway.stop_grace_period)?.[1])
+  const { shutdownDrainMs, shutdownGraceMs } = resolveConfig()
+  t.ok(stopGraceS > (shutdownDrainMs + shutdownGraceMs) / 1000, `compose stop_grace_period ${stopGraceS} s > drain + grace`)
+  t.ok(stopGraceS <= pod.terminationGracePeriodSeconds, 'and no longer than the pod\'s (which adds the preStop sleep)')
   t.end()
 })
 
