@@ -1,4 +1,5 @@
 import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import { Webhook } from 'standardwebhooks'
 import { buildTestApp, logCollector, makeTenant, validBody } from '../../helpers/gateway.ts'
@@ -42,8 +43,9 @@ t.test('create with callback_url → the upstream calls the gateway back → the
   t.equal(webhook!.path, '/hooks/video')
 
   await upstream.simulator.callbacks.idle()
-  // the attempt in progress: it is recorded (and logged) after the receiver answered
+  // the attempt in progress: it is recorded, then logged, after the receiver answered
   t.match(await attemptsRecorded(app, acme.authorization, task.id, 1), [{ status: 'succeeded', attempts: [{ attempt: 1, response_status: 200 }] }], 'the delivery is recorded as made')
+  for (let i = 0; i < 500 && !logs.lines.some((line) => line.msg === 'webhook delivered'); i++) await sleep(10)
   t.match(upstream.simulator.callbacks.attempts, [{ attempt: 1, statusCode: 200 }], 'the gateway answered the upstream\'s callback with 2xx at once')
   const token = new URL(upstream.simulator.callbacks.attempts[0]!.url).pathname.split('/').at(-1)!
   const logText = logs.lines.map((line) => JSON.stringify(line)).join('\n')

@@ -49,6 +49,13 @@ async function twoInstances (t: Test, url: string, config: Partial<Config>, upst
   return [await start(), await start()]
 }
 
+/** Waits until one of the instances has logged `msg` (a job's log line comes a moment after what it recorded); answers how many lines each has. */
+async function loggedBy (instances: Instance[], msg: string): Promise<number[]> {
+  const counts = (): number[] => instances.map((instance) => instance.logs.filter((line) => line.msg === msg).length)
+  for (let i = 0; i < 500 && counts().every((count) => count === 0); i++) await sleep(10)
+  return counts()
+}
+
 /** Starts A's drain as SIGTERM does; A says so on /readyz and in its log. */
 async function drain (t: Test, instance: Instance, queue: string): Promise<void> {
   instance.app.shutdownDrain.begin()
@@ -74,6 +81,7 @@ t.test('a draining instance takes the upstream\'s callback and queues the delive
   const deliveries = await attemptsRecorded(a.app, acme.authorization, taskId, 1)
   t.match(deliveries, [{ status: 'succeeded', attempts: [{ attempt: 1, response_status: 200 }] }], 'delivered once')
   t.equal(receiver.received.length, 1)
+  await loggedBy([a, b], 'webhook delivered')
   const delivered = (instance: Instance): unknown[] => instance.logs.filter((line) => line.msg === 'webhook delivered').map((line) => line.webhook_id)
   t.same(delivered(a), [], 'not by the draining instance')
   t.same(delivered(b), [deliveries[0]!.id], 'by the other one')
@@ -101,7 +109,7 @@ t.test('a draining instance queues the archive job of a task it reads; another i
   }
   t.equal(status, 'archived')
   t.equal(upstream.simulator.calls.file, 1, 'one download')
-  const archived = (instance: Instance): number => instance.logs.filter((line) => line.msg === 'task archived').length
-  t.equal(archived(a), 0, 'not by the draining instance')
-  t.equal(archived(b), 1, 'by the other one')
+  const [byA, byB] = await loggedBy([a, b], 'task archived')
+  t.equal(byA, 0, 'not by the draining instance')
+  t.equal(byB, 1, 'by the other one')
 })

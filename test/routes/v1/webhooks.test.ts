@@ -293,6 +293,8 @@ t.test('secret rotation: each of the tenant\'s secrets signs, so a receiver on e
   h.finishTasks()
   await h.callback(callbackPath)
   await h.recorded(taskId, 1)
+  // (and its log line, written just after, is in the log checked below)
+  await h.quiet()
   const [delivery] = h.receiver.received
   t.match(delivery!.headers['webhook-signature'], /^v1,\S+ v1,\S+$/)
   for (const secret of [newSecret, testWebhookSecret]) {
