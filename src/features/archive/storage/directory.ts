@@ -40,12 +40,14 @@ async function makeDirectory (path: string): Promise<void> {
  * the old object or the new one, never a part. Temp files a crash left behind
  * are removed when the storage is opened.
  */
-export async function createDirectoryStorage (options: { root: string }): Promise<ArchiveStorage> {
+export async function createDirectoryStorage (options: { root: string, /** false: another thread's opening (the temp files of puts in flight stay) */ clean?: boolean }): Promise<ArchiveStorage> {
   const root = resolve(options.root)
   const incoming = join(root, tempDirName)
-  await makeDirectory(root)
-  await rm(incoming, { recursive: true, force: true })
-  await mkdir(incoming)
+  if (options.clean !== false) {
+    await makeDirectory(root)
+    await rm(incoming, { recursive: true, force: true })
+    await mkdir(incoming)
+  }
 
   function pathOf (key: string): string {
     const path = resolve(root, key)
@@ -56,6 +58,7 @@ export async function createDirectoryStorage (options: { root: string }): Promis
 
   return {
     kind: 'directory',
+    descriptor: { kind: 'directory', root },
     async put (key, body: Readable, { signal }) {
       const target = pathOf(key)
       const temp = join(incoming, randomBytes(12).toString('hex'))
