@@ -78,7 +78,7 @@ export function serveDownloads (port: MessagePort, init: DownloadThreadInit): { 
   const opening = openDescribedStorage(init.storage)
   // Awaited per download; unhandled until the first one asks.
   opening.catch(() => {})
-  const running = new Map<number, AbortController>()
+  const running = new Map<number, { controller: AbortController, answered: Promise<void> }>()
 
   async function run (id: number, url: string, key: string, signal: AbortSignal): Promise<FromThread> {
     let storage: ArchiveStorage
@@ -98,21 +98,24 @@ export function serveDownloads (port: MessagePort, init: DownloadThreadInit): { 
 
   port.on('message', (message: ToThread) => {
     if (message.type === 'cancel') {
-      running.get(message.id)?.abort()
+      running.get(message.id)?.controller.abort()
       return
     }
     const { id, url, key } = message
     const controller = new AbortController()
-    running.set(id, controller)
     // run() never rejects: every outcome is an answer.
-    run(id, url, key, controller.signal).then((answer) => {
+    const answered = run(id, url, key, controller.signal).then((answer) => {
       running.delete(id)
       port.postMessage(answer)
-    }, () => {})
+    })
+    running.set(id, { controller, answered })
   })
   return {
     async close () {
-      for (const controller of running.values()) controller.abort()
+      // Aborted, and waited for: their puts remove what they wrote.
+      const under = [...running.values()]
+      for (const { controller } of under) controller.abort()
+      await Promise.all(under.map(async ({ answered }) => { await answered }))
       port.close()
       await downloader.close()
       await (await opening.catch(() => null))?.close()
