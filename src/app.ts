@@ -288,6 +288,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     leaseMs: config.archiveJobLeaseMs,
     retryBaseDelayMs: config.archiveRetryBaseDelayMs,
     concurrency: config.archiveConcurrency,
+    downloadThreads: config.archiveDownloadThreads,
     pollIntervalMs: config.archivePollIntervalMs,
     stopGraceMs: config.shutdownJobGraceMs,
     now: seams.clock,

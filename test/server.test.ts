@@ -1,4 +1,7 @@
 import t from 'tap'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import { freePort, startServerProcess } from './helpers/server-process.ts'
@@ -59,6 +62,25 @@ t.test('a bad variable stops start-up naming it', async (t) => {
   const server = startServerProcess(t, { PORT: '99999' })
   t.equal(await server.exited, 1)
   t.match(server.output(), /Invalid configuration: PORT must be <= 65535, got 99999/)
+})
+
+t.test('an ARCHIVE_DIR that cannot be made stops start-up with one line naming it (no hang, no stack)', async (t) => {
+  // Not t.testdir: startServerProcess makes the test's testdir afresh for each process.
+  const dir = await mkdtemp(join(tmpdir(), 'vg-archive-dir-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  await writeFile(join(dir, 'a-file'), 'x')
+  // /proc: mkdir answers ENOENT under a parent that exists, where Node's recursive mkdir loops for ever.
+  for (const [archiveDir, reason] of [
+    ['/proc/nope', "ENOENT: no such file or directory, mkdir '/proc/nope'"],
+    [`${dir}/a-file/archive`, `ENOTDIR: not a directory, mkdir '${dir}/a-file/archive'`],
+    [`${dir}/a-file`, `${dir}/a-file exists and is not a directory`]
+  ] as const) {
+    const server = startServerProcess(t, { PORT: String(await freePort()), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ARCHIVE_DIR: archiveDir })
+    t.equal(await server.exited, 1, archiveDir)
+    const line = `ARCHIVE_DIR: the archive storage cannot be opened (${reason})`
+    t.ok(server.output().split('\n').includes(line), `the line for ${archiveDir}`)
+    t.notMatch(server.output(), /\n\s+at /, 'no stack trace')
+  }
 })
 
 t.test('METRICS_PORT: /metrics on a listener of its own, closed on SIGTERM', async (t) => {

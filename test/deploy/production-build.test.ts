@@ -6,6 +6,8 @@
 import t from 'tap'
 import { execFile as execFileCallback, spawn } from 'node:child_process'
 import { cpSync, readFileSync } from 'node:fs'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { request } from 'undici'
 import { freePort } from '../helpers/server-process.ts'
@@ -39,7 +41,7 @@ t.test('the production build serves in simulator mode and stops cleanly on SIGTE
   // A clean environment, as in the container: nothing from the test run leaks in.
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: work,
-    env: { PATH: process.env.PATH ?? '', HOME: work, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '5000', SHUTDOWN_DRAIN_MS: '0' },
+    env: { PATH: process.env.PATH ?? '', HOME: work, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '5000', SHUTDOWN_DRAIN_MS: '0', SIMULATOR_TASK_DURATION_MS: '200', ARCHIVE_DIR: join(work, 'archive'), ARCHIVE_POLL_INTERVAL_MS: '50' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
@@ -76,6 +78,16 @@ t.test('the production build serves in simulator mode and stops cleanly on SIGTE
   const task = await created.body.json() as { id?: string, status?: string }
   t.equal(created.statusCode, 200, 'a create with the printed demo key')
   t.match(task, { id: String, status: 'pending' })
+
+  // The archive's download thread is dist/features/archive/download-worker.js (resolved from the built module).
+  let archive: { status?: string, error?: string } | undefined
+  for (let attempt = 0; attempt < 200 && archive?.status !== 'archived' && archive?.status !== 'failed'; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const read = await request(`${base}/v1/tasks/${task.id ?? ''}`, { headers: { authorization: `Bearer ${demoKey ?? ''}` } })
+    archive = (await read.body.json() as { archive?: { status?: string, error?: string } }).archive
+  }
+  t.match(archive, { status: 'archived', retain_until: Number }, 'archived by the built download thread')
+  t.equal((await readdir(join(work, 'archive'), { recursive: true })).filter((name) => name.endsWith('.mp4')).length, 1, 'the video is on disk')
 
   // The demo page and its token come from dist/assets (copied by the build), not from src/.
   const page = await request(`${base}/demo`)

@@ -8,6 +8,7 @@ import { createQueueWorker } from '../store/queue-worker.ts'
 import type { TaskSighting } from '../tasks/status.ts'
 import type { Tenant } from '../tenants/registry.ts'
 import { createSourceDownloader, DownloadFailure, type SourceDownloader } from './download.ts'
+import { createDownloadThreads, policyToString, type ArchiveDownloads } from './download-threads.ts'
 import { createContentLinkSigner, type ContentLink } from './links.ts'
 import { createMemoryArchiveRecords, createRedisArchiveRecords, type ArchiveRecord, type ArchiveRecords } from './records.ts'
 import type { ArchiveStorage, ByteRange, StoredBody } from './storage/storage.ts'
@@ -34,6 +35,12 @@ export interface ArchiveOptions {
   leaseMs: number
   retryBaseDelayMs: number
   concurrency: number
+  /**
+   * ARCHIVE_DOWNLOAD_THREADS: worker threads that download, hash and store
+   * (at most `concurrency`); 0: on the main thread. The main thread too when
+   * the storage has no descriptor or a `lookup` is given (neither crosses to a thread).
+   */
+  downloadThreads?: number
   pollIntervalMs: number
   /** on close, how long a download under way may take before its job is handed back to the queue (default 0: at once) */
   stopGraceMs?: number
@@ -104,14 +111,20 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
     ? createMemoryArchiveRecords({ now })
     : createRedisArchiveRecords({ redis: fastify.redis, keyPrefix: fastify.redisKeys.archive })
   const signer = createContentLinkSigner({ secrets: options.secrets })
-  const sources = createSourceDownloader({
-    policy: options.sourcePolicy,
+  const downloadSettings = {
     maxBytes: options.maxBytes,
     idleTimeoutMs: options.downloadIdleTimeoutMs,
     // A download must end within its lease, or another instance would start it over.
-    totalTimeoutMs: Math.max(1000, options.leaseMs - 1000),
-    lookup: options.lookup
-  })
+    totalTimeoutMs: Math.max(1000, options.leaseMs - 1000)
+  }
+  const sources = createSourceDownloader({ policy: options.sourcePolicy, ...downloadSettings, lookup: options.lookup })
+  const threads = Math.min(options.downloadThreads ?? 0, options.concurrency)
+  const descriptor = storage?.descriptor
+  const downloads: ArchiveDownloads | null = storage === null
+    ? null
+    : threads > 0 && descriptor !== undefined && options.lookup === undefined
+      ? createDownloadThreads({ size: threads, init: { policy: policyToString(options.sourcePolicy), ...downloadSettings, storage: descriptor } })
+      : { download: async ({ url, key, signal }) => await sources.download({ url, key, storage, signal }), close: async () => {} }
 
   const registry = fastify.metrics.registry
   const jobsTotal = new Counter({ name: 'vg_archive_jobs_total', help: 'Archive jobs ended, by outcome (archived, failed), and attempts that failed and will be retried (retry).', labelNames: ['outcome'] as const, registers: [registry] })
@@ -195,7 +208,8 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
       if (record.objects.some((object) => object.index === index)) continue
       const key = objectKey(record, index)
       try {
-        const stored = await sources.download({ url, key, storage, signal })
+        // (downloads is set whenever storage is)
+        const stored = await downloads!.download({ url, key, signal })
         record.objects.push({ index, key, ...stored })
       } catch (error) {
         // Shutting down: the queue worker hands the lease back and another instance carries on at once (what was stored is kept).
@@ -362,6 +376,8 @@ async function archivePlugin (fastify: FastifyInstance, options: ArchiveOptions)
     await Promise.all([worker.stop({ graceMs: options.stopGraceMs ?? 0 }), sweeper.stop({ graceMs: options.stopGraceMs ?? 0 })])
   })
   fastify.addHook('onClose', async () => {
+    // After preClose's stop: the downloads were answered (or handed back); the threads end here.
+    await downloads?.close()
     await sources.close()
     await storage?.close()
   })

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { sampleVideo } from '../../../src/simulator/media.ts'
 import type { Fault } from '../../../src/simulator/faults.ts'
+import type { LookupFunction } from '../../../src/http/destination.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 import { logCollector, makeTenant, startTestGateway, validBody, type TestTenant } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
@@ -25,7 +26,7 @@ interface Harness {
 }
 
 /** A listening gateway archiving into a fresh directory, against the real simulator (tasks finish at once). */
-async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>[1], config?: Record<string, unknown>, clock?: () => number } = {}): Promise<Harness> {
+async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>[1], config?: Record<string, unknown>, clock?: () => number, dnsLookup?: LookupFunction } = {}): Promise<Harness> {
   const simulator = await startTestSimulator(t, { taskDurationMs: 0 })
   const dir = await mkdtemp(join(tmpdir(), 'vg-archive-flow-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
@@ -38,7 +39,7 @@ async function harness (t: Test, options: { acme?: Parameters<typeof makeTenant>
     upstreamKey: TEST_UPSTREAM_KEY,
     tenants: [acme, other],
     config: { archiveDir: dir, archiveAllowedSources: '127.0.0.0/8', archivePollIntervalMs: 20, archiveRetryBaseDelayMs: 20, ...options.config },
-    ...(options.clock === undefined ? {} : { seams: { clock: options.clock } })
+    seams: { ...(options.clock === undefined ? {} : { clock: options.clock }), ...(options.dnsLookup === undefined ? {} : { dnsLookup: options.dnsLookup }) }
   })
   async function send (tenant: TestTenant | null, method: string, path: string, headers: Record<string, string> = {}): Promise<{ statusCode: number, headers: Record<string, unknown>, body: string, bytes: Buffer }> {
     const answer = await request(url + path, {
@@ -228,6 +229,32 @@ t.test('a download that hangs past the timeout is retried', async (t) => {
   h.push({ route: 'file', hang: true })
   const { task } = await createAndArchive(h)
   t.equal(task.archive.status, 'archived')
+})
+
+t.test('ARCHIVE_DOWNLOAD_THREADS=0: the same archive and the same refusals, on the main thread', async (t) => {
+  const h = await harness(t, { config: { archiveDownloadThreads: 0, archiveMaxBytes: 100_000 } })
+  const { task } = await createAndArchive(h)
+  t.equal(task.archive.status, 'archived')
+  const video = await h.send(h.acme, 'GET', `/v1/tasks/${task.id}/content`)
+  t.equal(video.headers.etag, `"${sampleSha256}"`)
+  t.same(video.bytes, sampleVideo)
+  h.push({ route: 'file', videoBytes: 200_000, times: Infinity } as Fault)
+  const { task: oversized } = await createAndArchive(h)
+  t.same(oversized.archive, { status: 'failed', error: 'video 0: the video is larger than ARCHIVE_MAX_BYTES (100000 bytes)' })
+  t.same(await filesIn(h.dir), ['0.mp4'], 'the first only')
+})
+
+t.test('a DNS-lookup seam (a function: it cannot cross to a thread) keeps downloads on the main thread, where it answers for every hop', async (t) => {
+  const lookup: LookupFunction = (hostname, _options, callback) => {
+    if (hostname === 'cdn.example') callback(null, [{ address: '10.1.2.3', family: 4 }])
+    else callback(Object.assign(new Error(`ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), [])
+  }
+  const h = await harness(t, { dnsLookup: lookup })
+  h.push({ route: 'file', redirect: 'http://cdn.example/video.mp4', times: Infinity } as Fault)
+  const { task } = await createAndArchive(h)
+  // With the real resolver (on a thread) cdn.example would not resolve: the reason says the seam answered.
+  t.same(task.archive, { status: 'failed', error: 'video 0: the result URL resolves to a private address, which the gateway does not call (after 1 redirect)' })
+  t.same(await filesIn(h.dir), [])
 })
 
 t.test('content before the archive is done: 409 for a task still running', async (t) => {

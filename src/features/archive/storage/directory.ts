@@ -9,18 +9,45 @@ import type { ArchiveStorage } from './storage.ts'
 const tempDirName = '.incoming'
 
 /**
+ * `mkdir -p` that always ends: Node's recursive mkdir retries for ever where
+ * mkdir answers ENOENT under a parent that exists (/proc, sysfs), so
+ * ARCHIVE_DIR=/proc/x would hang the start instead of failing it.
+ */
+async function makeDirectory (path: string): Promise<void> {
+  const existing = async (error: unknown): Promise<void> => {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    if (!(await stat(path)).isDirectory()) throw new Error(`${path} exists and is not a directory`)
+  }
+  try {
+    await mkdir(path)
+    return
+  } catch (error) {
+    // (At `/`, mkdir answers EEXIST: the walk up ends.)
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      await existing(error)
+      return
+    }
+  }
+  // The parent first, then this once more: an ENOENT now is final.
+  await makeDirectory(dirname(path))
+  await mkdir(path).catch(existing)
+}
+
+/**
  * Objects as files under `root`. A put writes `<root>/.incoming/<random>` and
  * renames it into place when complete (rename is atomic within one file
  * system, which is why the temp directory is inside the root): a reader sees
  * the old object or the new one, never a part. Temp files a crash left behind
  * are removed when the storage is opened.
  */
-export async function createDirectoryStorage (options: { root: string }): Promise<ArchiveStorage> {
+export async function createDirectoryStorage (options: { root: string, /** false: another thread's opening (the temp files of puts in flight stay) */ clean?: boolean }): Promise<ArchiveStorage> {
   const root = resolve(options.root)
   const incoming = join(root, tempDirName)
-  await mkdir(root, { recursive: true })
-  await rm(incoming, { recursive: true, force: true })
-  await mkdir(incoming, { recursive: true })
+  if (options.clean !== false) {
+    await makeDirectory(root)
+    await rm(incoming, { recursive: true, force: true })
+    await mkdir(incoming)
+  }
 
   function pathOf (key: string): string {
     const path = resolve(root, key)
@@ -31,6 +58,7 @@ export async function createDirectoryStorage (options: { root: string }): Promis
 
   return {
     kind: 'directory',
+    descriptor: { kind: 'directory', root },
     async put (key, body: Readable, { signal }) {
       const target = pathOf(key)
       const temp = join(incoming, randomBytes(12).toString('hex'))

@@ -25,6 +25,8 @@ export interface S3StorageOptions {
   credentials?: S3ClientConfig['credentials']
   /** the wall clock (ms) that decides which incomplete uploads are stale */
   now?: () => number
+  /** false: another thread's opening (no clean-up of incomplete uploads: the opener's did it) */
+  clean?: boolean
 }
 
 export interface S3ArchiveStorage extends ArchiveStorage {
@@ -130,15 +132,21 @@ export async function createS3Storage (options: S3StorageOptions): Promise<S3Arc
     return aborted
   }
 
-  try {
-    await abortStaleUploads(staleUploadAgeMs)
-  } catch (error) {
-    client.destroy()
-    throw error
+  if (options.clean !== false) {
+    try {
+      await abortStaleUploads(staleUploadAgeMs)
+    } catch (error) {
+      client.destroy()
+      throw error
+    }
   }
 
   return {
     kind: 's3',
+    // Credentials given as objects (providers are functions) cannot cross to a thread; the SDK's chain can.
+    ...(options.credentials === undefined
+      ? { descriptor: { kind: 's3', bucket, region: options.region, forcePathStyle: options.forcePathStyle, ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}), ...(options.prefix !== undefined ? { prefix: options.prefix } : {}) } as const }
+      : {}),
     async put (key, body, { contentType, signal }) {
       const target = objectKey(key)
       signal?.throwIfAborted()

@@ -14,6 +14,14 @@ export interface StoredBody {
 }
 
 /**
+ * How another thread opens the same storage (the download workers write
+ * objects themselves): plain data, since nothing else crosses to a thread.
+ */
+export type StorageDescriptor =
+  | { kind: 'directory', root: string }
+  | { kind: 's3', bucket: string, endpoint?: string, region: string, forcePathStyle: boolean, prefix?: string }
+
+/**
  * Where archived videos live: a local directory or an S3-compatible bucket.
  * Keys are `/`-separated relative paths made by the archive (`<tenant>/<task>/<index>.mp4`),
  * never caller input. Hashing, size limits and content checks happen before
@@ -22,6 +30,8 @@ export interface StoredBody {
 export interface ArchiveStorage {
   /** `directory` or `s3`, for logs and metrics */
   readonly kind: string
+  /** how a download worker opens this storage; absent: it cannot (credentials given as objects), downloads stay on the main thread */
+  readonly descriptor?: StorageDescriptor
   /**
    * Streams `body` into `key`. The object becomes visible only when the whole
    * body is stored (temp name then rename; a completed multipart upload): if
