@@ -1,7 +1,8 @@
 import { timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { TalliedCounter, TalliedHistogram } from './tallies.ts'
 import { gatewayError, isGatewayError, type ErrorCode } from '../../errors/table.ts'
 import { fromMilli } from '../usage/charge.ts'
 
@@ -52,21 +53,12 @@ const rejectionReasons: Partial<Record<ErrorCode, string>> = {
 async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions): Promise<void> {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'vg_' })
-  // Counted per request in a plain map, folded into the counter at scrape time: prom-client's
-  // inc() validates and hashes its labels object on every call (µs per request under load).
-  const answered = new Map<string, { labels: { route: string, method: string, status: string, tenant: string }, count: number }>()
-  new Counter({ // eslint-disable-line no-new
+  // Counted in plain maps, handed to prom-client at scrape time (tallies.ts): on every request.
+  const requests = new TalliedCounter({
     name: 'vg_http_requests_total',
     help: 'Requests answered, by route pattern, method, status and tenant.',
     labelNames: ['route', 'method', 'status', 'tenant'] as const,
-    registers: [registry],
-    collect () {
-      for (const entry of answered.values()) {
-        if (entry.count === 0) continue
-        this.inc(entry.labels, entry.count)
-        entry.count = 0
-      }
-    }
+    registers: [registry]
   })
   // Its own family rather than a label of vg_http_requests_total, whose series dashboards already read; native requests are the rest.
   const dialectRequests = new Counter({
@@ -91,7 +83,7 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     labelNames: ['reason', 'tenant'] as const,
     registers: [registry]
   })
-  const upstreamDuration = new Histogram({
+  const upstreamDuration = new TalliedHistogram({
     name: 'vg_upstream_request_duration_seconds',
     help: 'Duration of each upstream attempt, by method and outcome (ok, or the error code it was mapped to).',
     labelNames: ['method', 'outcome'] as const,
@@ -104,9 +96,9 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     labelNames: ['method', 'code'] as const,
     registers: [registry]
   })
-  const credits = new Counter({ name: 'vg_credits_charged_total', help: 'Upstream credits charged, by tenant (creates settled to the upstream\'s usage.credits_reserved, plus upward corrections from final usage).', labelNames: ['tenant'] as const, registers: [registry] })
-  const refunds = new Counter({ name: 'vg_credits_refunded_total', help: 'Credits given back to tenants when a task\'s final usage was lower than reserved.', labelNames: ['tenant'] as const, registers: [registry] })
-  const videoSeconds = new Counter({ name: 'vg_video_seconds_total', help: 'Seconds of video ordered (duration × n of created tasks), by tenant.', labelNames: ['tenant'] as const, registers: [registry] })
+  const credits = new TalliedCounter({ name: 'vg_credits_charged_total', help: 'Upstream credits charged, by tenant (creates settled to the upstream\'s usage.credits_reserved, plus upward corrections from final usage).', labelNames: ['tenant'] as const, registers: [registry] })
+  const refunds = new TalliedCounter({ name: 'vg_credits_refunded_total', help: 'Credits given back to tenants when a task\'s final usage was lower than reserved.', labelNames: ['tenant'] as const, registers: [registry] })
+  const videoSeconds = new TalliedCounter({ name: 'vg_video_seconds_total', help: 'Seconds of video ordered (duration × n of created tasks), by tenant.', labelNames: ['tenant'] as const, registers: [registry] })
   const breakerStates = ['closed', 'open', 'half-open'] as const
   new Gauge({ // eslint-disable-line no-new
     name: 'vg_upstream_circuit_breaker_state',
@@ -132,15 +124,15 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     registry,
     upstreamAttempt ({ method, durationMs, error }) {
       const code = error === undefined ? 'ok' : isGatewayError(error) ? error.tableCode : 'internal_error'
-      upstreamDuration.observe({ method, outcome: code }, durationMs / 1000)
+      upstreamDuration.record(`${method}\n${code}`, () => ({ method, outcome: code }), durationMs / 1000)
       if (error !== undefined) upstreamErrors.inc({ method, code })
     },
     creditsCharged (tenantId, creditsMilli) {
-      if (creditsMilli > 0) credits.inc({ tenant: tenantId }, fromMilli(creditsMilli))
-      else if (creditsMilli < 0) refunds.inc({ tenant: tenantId }, fromMilli(-creditsMilli))
+      if (creditsMilli > 0) credits.add(tenantId, () => ({ tenant: tenantId }), fromMilli(creditsMilli))
+      else if (creditsMilli < 0) refunds.add(tenantId, () => ({ tenant: tenantId }), fromMilli(-creditsMilli))
     },
     videoSecondsOrdered (tenantId, seconds) {
-      videoSeconds.inc({ tenant: tenantId }, seconds)
+      videoSeconds.add(tenantId, () => ({ tenant: tenantId }), seconds)
     }
   } satisfies GatewayMetrics)
 
@@ -155,9 +147,7 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     const route = request.routeOptions.url ?? 'unmatched'
     // (A route pattern has no newline, a tenant id none either: the key is unambiguous.)
     const key = `${route}\n${request.method}\n${reply.statusCode}\n${tenant}`
-    const entry = answered.get(key)
-    if (entry === undefined) answered.set(key, { labels: { route, method: request.method, status: String(reply.statusCode), tenant }, count: 1 })
-    else entry.count++
+    requests.add(key, () => ({ route, method: request.method, status: String(reply.statusCode), tenant }))
     const dialect = request.routeOptions.config.dialect
     if (dialect !== undefined) dialectRequests.inc({ dialect, status: String(reply.statusCode), tenant })
     const reason = request.errorCode === null ? undefined : rejectionReasons[request.errorCode]
