@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici'
 import type { DestinationStream } from 'pino'
 import packageJson from '../package.json' with { type: 'json' }
 import { ConfigError, parseTrustProxy, requireGatewaySecrets, requireTenantsFile, resolveConfig, type Config } from './config.ts'
-import { loggerOptions } from './logger.ts'
+import { lazyRequestLogger, loggerOptions, requestIdLogLabel } from './logger.ts'
 import { buildTenantRegistry, readTenantsFile } from './features/tenants/registry.ts'
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { ErrorResponse } from './schemas/errors.ts'
@@ -175,7 +175,9 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     bodyLimit: config.bodyLimitBytes,
     trustProxy: parseTrustProxy(config.trustProxy),
     // request-logging.ts writes one line per request instead of Fastify's two
-    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel }),
+    // request.log's pino child is made when something logs through it (logger.ts)
+    childLoggerFactory: lazyRequestLogger,
     requestIdHeader: false,
     genReqId: requestId,
     // above TaskParams' maxLength, so that an overlong id gets the schema's clear 400
