@@ -132,14 +132,16 @@ export function createLogDestination (options: { fd: number, maxBufferedBytes: n
         droppedLines += lines
         return goneForGood()
       }
-      if (buffered.length > 0) schedule(idle.size > 0)
+      // A flush waits: the rest goes now (an unref'd immediate would wait for the loop's next event).
+      if (buffered.length > 0 && idle.size > 0) send()
+      else if (buffered.length > 0) schedule()
       else settle()
     })
   }
 
-  /** The next send: this turn's end when `now` or a batch is full, else when the batch timer fires. */
-  function schedule (now: boolean): void {
-    if (now || bufferedLength >= batchBytes) {
+  /** The next send: this turn's end once a batch is full, else when the batch timer fires. */
+  function schedule (): void {
+    if (bufferedLength >= batchBytes) {
       if (scheduled && batchTimer === null) return
       if (batchTimer !== null) clearTimeout(batchTimer)
       batchTimer = null
@@ -161,7 +163,7 @@ export function createLogDestination (options: { fd: number, maxBufferedBytes: n
       buffered.push(chunk)
       bufferedLines++
       bufferedLength += chunk.length
-      if (!writing) schedule(false)
+      if (!writing) schedule()
       return true
     },
     async flushWithin (flushOptions = {}) {
@@ -171,7 +173,9 @@ export function createLogDestination (options: { fd: number, maxBufferedBytes: n
         const timer = setTimeout(() => { idle.delete(done); resolve() }, flushOptions.timeoutMs ?? 1000)
         const done = (): void => { clearTimeout(timer); resolve() }
         idle.add(done)
-        if (!writing) schedule(true)
+        // Now, not at the turn's end: an unref'd immediate runs only after the loop's next event,
+        // which a quiet process may not have before the timeout.
+        if (!writing) send()
       })
     },
     get droppedLines () { return droppedLines },
