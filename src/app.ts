@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici'
 import type { DestinationStream } from 'pino'
 import packageJson from '../package.json' with { type: 'json' }
 import { ConfigError, parseTrustProxy, requireGatewaySecrets, requireTenantsFile, resolveConfig, type Config } from './config.ts'
-import { loggerOptions } from './logger.ts'
+import { lazyRequestLogger, loggerOptions, requestIdLogLabel } from './logger.ts'
 import { buildTenantRegistry, readTenantsFile } from './features/tenants/registry.ts'
 import type { TenantDefinition } from './schemas/tenants.ts'
 import { ErrorResponse } from './schemas/errors.ts'
@@ -37,7 +37,6 @@ import requestLogging from './features/observability/request-logging.ts'
 import cors from './plugins/external/cors.ts'
 import archive from './features/archive/plugin.ts'
 import { createDirectoryStorage } from './features/archive/storage/directory.ts'
-import { createS3Storage } from './features/archive/storage/s3.ts'
 import type { ArchiveStorage } from './features/archive/storage/storage.ts'
 import responseHeaders from './http/response-headers.ts'
 import swagger from './plugins/external/swagger.ts'
@@ -122,6 +121,8 @@ function redisOutagePolicy (config: Config): string {
 async function openArchiveStorage (config: Config): Promise<ArchiveStorage | null> {
   try {
     if (config.archiveS3Bucket !== '') {
+      // Loaded only for a bucket: the AWS SDK weighs ~34 MB of memory (RSS) that every other gateway would carry.
+      const { createS3Storage } = await import('./features/archive/storage/s3.ts')
       return await createS3Storage({
         bucket: config.archiveS3Bucket,
         region: config.archiveS3Region,
@@ -175,7 +176,9 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     bodyLimit: config.bodyLimitBytes,
     trustProxy: parseTrustProxy(config.trustProxy),
     // request-logging.ts writes one line per request instead of Fastify's two
-    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel }),
+    // request.log's pino child is made when something logs through it (logger.ts)
+    childLoggerFactory: lazyRequestLogger,
     requestIdHeader: false,
     genReqId: requestId,
     // above TaskParams' maxLength, so that an overlong id gets the schema's clear 400

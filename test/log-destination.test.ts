@@ -44,3 +44,37 @@ t.test('a flush with nothing buffered resolves at once', async (t) => {
   await destination.flushWithin({ timeoutMs: 60_000 })
   t.pass('resolved')
 })
+
+t.test('lines wait for others up to batchMs, then go out together without a flush', async (t) => {
+  const file = join(t.testdir({}), 'log.ndjson')
+  const fd = openSync(file, 'w')
+  t.teardown(() => { closeSync(fd) })
+  const destination = createLogDestination({ fd, maxBufferedBytes: 1 << 20, batchMs: 200 })
+  destination.write('one\n')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  destination.write('two\n')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(readFileSync(file, 'utf8'), '', 'nothing written before the batch time')
+  const deadline = Date.now() + 5000
+  while (readFileSync(file, 'utf8') === '' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(readFileSync(file, 'utf8'), 'one\ntwo\n', 'both lines in one batch, by the timer alone')
+})
+
+t.test('a full batch goes out at once, without waiting for the batch time', async (t) => {
+  const file = join(t.testdir({}), 'log.ndjson')
+  const fd = openSync(file, 'w')
+  t.teardown(() => { closeSync(fd) })
+  const destination = createLogDestination({ fd, maxBufferedBytes: 1 << 20, batchMs: 60_000, batchBytes: 100 })
+  const line = 'x'.repeat(49) + '\n'
+  destination.write(line)
+  destination.write(line)
+  const deadline = Date.now() + 5000
+  while (readFileSync(file, 'utf8') === '' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(readFileSync(file, 'utf8'), line.repeat(2), 'written long before the minute the timer would take')
+  // The next, smaller batch waits for its timer again, and a flush sends it now.
+  destination.write('tail\n')
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  t.equal(readFileSync(file, 'utf8'), line.repeat(2), 'a short batch waits')
+  await destination.flushWithin({ timeoutMs: 5000 })
+  t.equal(readFileSync(file, 'utf8'), line.repeat(2) + 'tail\n', 'a flush does not wait for the timer')
+})

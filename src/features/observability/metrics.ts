@@ -1,7 +1,8 @@
 import { timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { TalliedCounter, TalliedHistogram } from './tallies.ts'
 import { gatewayError, isGatewayError, type ErrorCode } from '../../errors/table.ts'
 import { fromMilli } from '../usage/charge.ts'
 
@@ -52,7 +53,8 @@ const rejectionReasons: Partial<Record<ErrorCode, string>> = {
 async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions): Promise<void> {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'vg_' })
-  const requests = new Counter({
+  // Counted in plain maps, handed to prom-client at scrape time (tallies.ts): on every request.
+  const requests = new TalliedCounter({
     name: 'vg_http_requests_total',
     help: 'Requests answered, by route pattern, method, status and tenant.',
     labelNames: ['route', 'method', 'status', 'tenant'] as const,
@@ -65,14 +67,23 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     labelNames: ['dialect', 'status', 'tenant'] as const,
     registers: [registry]
   })
-  const inFlightRequests = new Gauge({ name: 'vg_http_requests_in_flight', help: 'Requests being processed right now (long-polls and event streams included).', registers: [registry] })
+  // A plain count, read at scrape time (a Gauge's inc and dec go through its labels machinery).
+  let inFlight = 0
+  // One function for every request's 'close' (no closure, no once() wrapper per request).
+  const requestClosed = (): void => { inFlight-- }
+  new Gauge({ // eslint-disable-line no-new
+    name: 'vg_http_requests_in_flight',
+    help: 'Requests being processed right now (long-polls and event streams included).',
+    registers: [registry],
+    collect () { this.set(inFlight) }
+  })
   const rejections = new Counter({
     name: 'vg_tenant_rejections_total',
     help: 'Requests turned away by a tenant limit, by reason (rate_limit, concurrency, budget) and tenant.',
     labelNames: ['reason', 'tenant'] as const,
     registers: [registry]
   })
-  const upstreamDuration = new Histogram({
+  const upstreamDuration = new TalliedHistogram({
     name: 'vg_upstream_request_duration_seconds',
     help: 'Duration of each upstream attempt, by method and outcome (ok, or the error code it was mapped to).',
     labelNames: ['method', 'outcome'] as const,
@@ -85,9 +96,9 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     labelNames: ['method', 'code'] as const,
     registers: [registry]
   })
-  const credits = new Counter({ name: 'vg_credits_charged_total', help: 'Upstream credits charged, by tenant (creates settled to the upstream\'s usage.credits_reserved, plus upward corrections from final usage).', labelNames: ['tenant'] as const, registers: [registry] })
-  const refunds = new Counter({ name: 'vg_credits_refunded_total', help: 'Credits given back to tenants when a task\'s final usage was lower than reserved.', labelNames: ['tenant'] as const, registers: [registry] })
-  const videoSeconds = new Counter({ name: 'vg_video_seconds_total', help: 'Seconds of video ordered (duration × n of created tasks), by tenant.', labelNames: ['tenant'] as const, registers: [registry] })
+  const credits = new TalliedCounter({ name: 'vg_credits_charged_total', help: 'Upstream credits charged, by tenant (creates settled to the upstream\'s usage.credits_reserved, plus upward corrections from final usage).', labelNames: ['tenant'] as const, registers: [registry] })
+  const refunds = new TalliedCounter({ name: 'vg_credits_refunded_total', help: 'Credits given back to tenants when a task\'s final usage was lower than reserved.', labelNames: ['tenant'] as const, registers: [registry] })
+  const videoSeconds = new TalliedCounter({ name: 'vg_video_seconds_total', help: 'Seconds of video ordered (duration × n of created tasks), by tenant.', labelNames: ['tenant'] as const, registers: [registry] })
   const breakerStates = ['closed', 'open', 'half-open'] as const
   new Gauge({ // eslint-disable-line no-new
     name: 'vg_upstream_circuit_breaker_state',
@@ -113,27 +124,30 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     registry,
     upstreamAttempt ({ method, durationMs, error }) {
       const code = error === undefined ? 'ok' : isGatewayError(error) ? error.tableCode : 'internal_error'
-      upstreamDuration.observe({ method, outcome: code }, durationMs / 1000)
+      upstreamDuration.record(`${method}\n${code}`, () => ({ method, outcome: code }), durationMs / 1000)
       if (error !== undefined) upstreamErrors.inc({ method, code })
     },
     creditsCharged (tenantId, creditsMilli) {
-      if (creditsMilli > 0) credits.inc({ tenant: tenantId }, fromMilli(creditsMilli))
-      else if (creditsMilli < 0) refunds.inc({ tenant: tenantId }, fromMilli(-creditsMilli))
+      if (creditsMilli > 0) credits.add(tenantId, () => ({ tenant: tenantId }), fromMilli(creditsMilli))
+      else if (creditsMilli < 0) refunds.add(tenantId, () => ({ tenant: tenantId }), fromMilli(-creditsMilli))
     },
     videoSecondsOrdered (tenantId, seconds) {
-      videoSeconds.inc({ tenant: tenantId }, seconds)
+      videoSeconds.add(tenantId, () => ({ tenant: tenantId }), seconds)
     }
   } satisfies GatewayMetrics)
 
   fastify.addHook('onRequest', (request, reply, done) => {
-    inFlightRequests.inc()
+    inFlight++
     // 'close' comes once whatever the end: answered, aborted, or the connection lost.
-    reply.raw.once('close', () => inFlightRequests.dec())
+    reply.raw.on('close', requestClosed)
     done()
   })
   fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done) => {
     const tenant = request.tenant?.id ?? ''
-    requests.inc({ route: request.routeOptions.url ?? 'unmatched', method: request.method, status: String(reply.statusCode), tenant })
+    const route = request.routeOptions.url ?? 'unmatched'
+    // (A route pattern has no newline, a tenant id none either: the key is unambiguous.)
+    const key = `${route}\n${request.method}\n${reply.statusCode}\n${tenant}`
+    requests.add(key, () => ({ route, method: request.method, status: String(reply.statusCode), tenant }))
     const dialect = request.routeOptions.config.dialect
     if (dialect !== undefined) dialectRequests.inc({ dialect, status: String(reply.statusCode), tenant })
     const reason = request.errorCode === null ? undefined : rejectionReasons[request.errorCode]

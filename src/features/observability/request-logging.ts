@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { traceIdsOf } from './tracing.ts'
+import { requestIdLogLabel } from '../../logger.ts'
 
 /**
  * One access-log line per request (Fastify's own two lines are turned off in
@@ -9,9 +10,13 @@ import { traceIdsOf } from './tracing.ts'
  * Headers are never logged, so no key can reach the log from here.
  */
 async function requestLoggingPlugin (fastify: FastifyInstance): Promise<void> {
+  // The app's logger, with the request id first: the line request.log would write, without
+  // making its child logger (logger.ts: most requests log nothing else).
+  const log = fastify.log
   // A callback-style hook: on the hot path it skips a promise per request.
   fastify.addHook('onResponse', (request, reply, done) => {
-    request.log.info({
+    log.info({
+      [requestIdLogLabel]: request.id,
       tenant: request.tenant?.id,
       endUser: request.browserToken?.endUser ?? undefined,
       method: request.method,

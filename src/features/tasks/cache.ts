@@ -16,6 +16,8 @@ import { compareAndDeleteLua, defineScript } from '../store/redis-script.ts'
  */
 export interface TaskCache {
   get (upstreamId: string): Promise<TaskSnapshot | undefined>
+  /** the same as get, synchronously, where the store is in this process (no promise on a poll's hot path) */
+  peek?: (upstreamId: string) => TaskSnapshot | undefined
   set (upstreamId: string, snapshot: TaskSnapshot, ttlMs: number): Promise<void>
   /** a claim: the caller fetches and then releases it; null: another instance is fetching it now */
   claim (upstreamId: string, ttlMs: number): Promise<Claim | null>
@@ -31,6 +33,7 @@ export function createMemoryTaskCache (options: { maxEntries: number, now?: () =
   const entries = new LRUCache<string, TaskSnapshot>({ max: options.maxEntries, perf: { now: options.now ?? Date.now }, ttlResolution: 0 })
   return {
     async get (upstreamId) { return entries.get(upstreamId) },
+    peek (upstreamId) { return entries.get(upstreamId) },
     async set (upstreamId, snapshot, ttlMs) { entries.set(upstreamId, snapshot, { ttl: ttlMs }) },
     async claim () { return noClaim }
   }

@@ -71,7 +71,7 @@ export function createTaskReader<Context> (options: TaskReaderOptions<Context>):
     // Past the cache and the claim: the caller has reason to think the cached status is stale.
     async refresh (upstreamId) { return await fetchAndStore(upstreamId, undefined) },
     async read (upstreamId, context) {
-      const cached = await cache.get(upstreamId)
+      const cached = cache.peek === undefined ? await cache.get(upstreamId) : cache.peek(upstreamId)
       if (cached !== undefined) return { ...cached, source: 'hit' }
       const running = inFlight.get(upstreamId)
       if (running !== undefined) return { ...await running, source: 'shared' }

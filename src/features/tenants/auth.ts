@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { gatewayError, type GatewayError } from '../../errors/table.ts'
 import { looksLikeToken, TokenRejection, type BrowserTokenGrant, type TokenOperation } from '../browser-tokens/token.ts'
 import { limitExceeded } from '../../plugins/external/rate-limit.ts'
@@ -12,8 +12,13 @@ export interface TenantAuthOptions {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest hook: sets `request.tenant` from `Authorization: Bearer <key or token>` or answers 401 */
-    authenticateTenant: onRequestAsyncHookHandler
+    /**
+     * Sets `request.tenant` from `Authorization: Bearer <key or token>`, or refuses (401, 403, 429).
+     * Synchronous for a tenant key, the common case: it returns undefined once the tenant is set,
+     * or throws a refusal it can decide at once; a promise only for what needs one (a browser
+     * token, a refusal counted against the client IP). For an onRequest hook (routes/v1/index.ts).
+     */
+    authenticateTenant (request: FastifyRequest): Promise<void> | undefined
   }
   interface FastifyRequest {
     tenant: Tenant | null
@@ -102,9 +107,9 @@ async function tenantAuthPlugin (fastify: FastifyInstance, options: TenantAuthOp
     request.browserToken = grant
   }
 
-  fastify.decorate('authenticateTenant', async function authenticateTenant (request: FastifyRequest) {
+  fastify.decorate('authenticateTenant', function authenticateTenant (request: FastifyRequest): Promise<void> | undefined {
     const credential = presentedCredential(request)
-    if (credential === null) return await refuseUnauthenticated(request, gatewayError('unauthorized', { headers: unauthorizedHeaders }))
+    if (credential === null) return refuseUnauthenticated(request, gatewayError('unauthorized', { headers: unauthorizedHeaders }))
     // The lookup is by hash, so no secret is ever compared byte by byte here.
     const tenant = tenantRegistry.current.byKeyHash.get(tenantKeyHash(credential))
     if (tenant !== undefined) {
@@ -117,10 +122,10 @@ async function tenantAuthPlugin (fastify: FastifyInstance, options: TenantAuthOp
           param: 'authorization'
         })
       }
-      return
+      return undefined
     }
-    if (looksLikeToken(credential)) return await authenticateToken(request, credential)
-    return await refuseUnauthenticated(request, gatewayError('unauthorized', { headers: unauthorizedHeaders }))
+    if (looksLikeToken(credential)) return authenticateToken(request, credential)
+    return refuseUnauthenticated(request, gatewayError('unauthorized', { headers: unauthorizedHeaders }))
   })
 }
 

@@ -22,8 +22,9 @@ const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
         ...errorResponses([400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504])
       }
     }
-  }, async function createGeneration (request) {
-    return await createTask(fastify, { request, body: request.body })
+  }, function createGeneration (request) {
+    // createTask's promise as it is: an async wrapper would add one, and its ticks, per create.
+    return createTask(fastify, { request, body: request.body })
   })
 }
 

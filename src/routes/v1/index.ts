@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import generationsRoute from './generations.ts'
 import tasksRoute from './tasks.ts'
 import taskEventsRoute from './task-events.ts'
@@ -17,16 +17,27 @@ export interface V1RoutesOptions {
 
 /** The Evolink-compatible API and the OpenAI Videos dialect: every route here needs a tenant key (or a browser token, or a signed link where the route says so). */
 export default async function v1Routes (fastify: FastifyInstance, options: V1RoutesOptions): Promise<void> {
-  fastify.addHook('onRequest', async function authenticate (request, reply) {
-    // `<video src>` sends no Authorization: content routes take a signed link instead.
-    if (presentsSignedLink(request)) return await fastify.authenticateContentLink(request)
-    return await fastify.authenticateTenant(request, reply)
+  // One callback-style hook, synchronous for a tenant key (the common case): no promise, no second hook.
+  fastify.addHook('onRequest', function authenticate (request, _reply, done) {
+    let pending: Promise<void> | undefined
+    try {
+      // `<video src>` sends no Authorization: content routes take a signed link instead.
+      pending = presentsSignedLink(request) ? fastify.authenticateContentLink(request) : fastify.authenticateTenant(request)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (pending === undefined) {
+      authenticated(request, done)
+      return
+    }
+    pending.then(() => { authenticated(request, done) }, done)
   })
-  // Every request with a valid key counts in its tenant's usage, whatever its answer.
-  fastify.addHook('onRequest', (request, _reply, done) => {
+  // Every request with a valid key counts in its tenant's usage, whatever its answer (a refused one never gets here).
+  function authenticated (request: FastifyRequest, done: HookHandlerDoneFunction): void {
     fastify.countTenantRequest(request)
     done()
-  })
+  }
   await fastify.register(generationsRoute)
   await fastify.register(tasksRoute)
   await fastify.register(tokensRoute)

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { gatewayError } from '../../errors/table.ts'
 import { TaskHeaders, TaskParams, TaskQuery } from '../../schemas/generation.ts'
 import { errorResponses } from '../../schemas/errors.ts'
@@ -35,10 +35,9 @@ export function presentTask (snapshot: TaskSnapshot, scopedId: string): VideoGen
  * `upstream_results`. The ETag covers the archive's state and the links'
  * expiry (rounded to the hour), so a 304 never keeps a client on dead links.
  */
-function presentWithArchive (options: { fastify: FastifyInstance, request: FastifyRequest, tenant: Tenant, snapshot: TaskSnapshot, scopedId: string, record: ArchiveRecord | null }): { body: VideoGenerationTask, etag: string } {
+function presentWithArchive (options: { fastify: FastifyInstance, request: FastifyRequest, tenant: Tenant, snapshot: TaskSnapshot, scopedId: string, record: ArchiveRecord }): { body: VideoGenerationTask, etag: string } {
   const { fastify, tenant, snapshot, scopedId, record } = options
   const body: VideoGenerationTask & Record<string, unknown> = presentTask(snapshot, scopedId)
-  if (record === null) return { body, etag: snapshot.etag }
   body.archive = {
     status: record.status,
     ...(record.lastError === null || record.status === 'archived' ? {} : { error: record.lastError }),
@@ -70,6 +69,17 @@ export function upstreamIdOf (fastify: FastifyInstance, request: FastifyRequest,
   return upstreamId
 }
 
+/**
+ * The serialised answer of the last read of each snapshot (the key: the upstream's task
+ * object, which a cached snapshot keeps across reads), for the tenant-scoped id it was
+ * made for. Polls of a finished task re-send the same bytes: serialising them again
+ * was most of the handler's own time. Weak: it goes with the snapshot.
+ */
+const serialised = new WeakMap<object, { scopedId: string, json: string }>()
+
+/** Fastify's own content type for a serialised JSON answer. */
+const jsonContentType = 'application/json; charset=utf-8'
+
 const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/tasks/:task_id', {
     config: { ...tenantRateLimit('read'), tokenOperation: 'read' },
@@ -94,13 +104,28 @@ const tasksRoute: FastifyPluginAsyncTypebox = async (fastify) => {
     const upstreamId = upstreamIdOf(fastify, request, request.params.task_id)
     const first = await fastify.taskStatus.read(upstreamId, request)
     const waitMs = request.query.wait === undefined ? 0 : Number(request.query.wait) * 1000
-    const snapshot = await waitForProgress({ taskStatus: fastify.taskStatus, upstreamId, first, waitMs, reply })
+    // (No wait to do, the common case: no promise to await.)
+    const snapshot = first.terminal || waitMs === 0 ? first : await waitForProgress({ taskStatus: fastify.taskStatus, upstreamId, first, waitMs, reply })
     // A finished task frees its tenant's concurrency slot and is counted (once, however often it is read).
     const tenant = tenantOf(request)
     await fastify.taskStatus.observe({ tenantId: tenant.id, upstreamTaskId: upstreamId, snapshot })
     const record = snapshot.terminal && fastify.archive.configured ? await fastify.archive.recordOf(tenant.id, upstreamId) : null
-    const { body, etag } = presentWithArchive({ fastify, request, tenant, snapshot, scopedId: request.params.task_id, record })
-    reply.header('etag', etag).header('cache-control', record === null ? fastify.taskStatus.cacheControl(snapshot) : 'private, no-cache')
+    const scopedId = request.params.task_id
+    if (record === null) {
+      // Without an archive record the answer is the snapshot's task under the scoped id, its ETag the snapshot's.
+      reply.header('etag', snapshot.etag).header('cache-control', fastify.taskStatus.cacheControl(snapshot))
+      if (matchesIfNoneMatch(request.headers['if-none-match'], snapshot.etag)) return await reply.code(304).send(null)
+      let answer = serialised.get(snapshot.task)
+      if (answer === undefined || answer.scopedId !== scopedId) {
+        // (The route's serialiser for a 200, the one Fastify would use: it returns a string.)
+        answer = { scopedId, json: reply.serialize(presentTask(snapshot, scopedId)) as string }
+        serialised.set(snapshot.task, answer)
+      }
+      // A string with a JSON type is sent as it is (the plain reply type: the route's is typed for the object).
+      return await (reply as FastifyReply).header('content-type', jsonContentType).send(answer.json)
+    }
+    const { body, etag } = presentWithArchive({ fastify, request, tenant, snapshot, scopedId, record })
+    reply.header('etag', etag).header('cache-control', 'private, no-cache')
     if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return await reply.code(304).send(null)
     return body
   })
