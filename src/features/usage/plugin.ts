@@ -6,6 +6,7 @@ import { gatewayError, storeUnavailable } from '../../errors/table.ts'
 import { createChargeOf, fromMilli, toMilli } from './charge.ts'
 import { createMemoryUsageStore, type BudgetName, type Reservation, type TaskOutcome, type UsageDay } from './store/memory.ts'
 import { createRedisUsageStore } from './store/redis.ts'
+import type { TaskIndexWrite } from '../tasks/index-store/redis.ts'
 import { createUsageLedger, encodeCreate, encodeFinish, type LedgerCreate, type UsageLedger } from './ledger.ts'
 import { parseUtcDay } from './windows.ts'
 import { isTerminalStatus } from '../tasks/snapshot.ts'
@@ -43,8 +44,14 @@ export interface TenantUsage {
    * through uncounted. Follow with settle() or release(), always.
    */
   admit (create: { tenant: Tenant, body: CreateGenerationBody, request: FastifyRequest }): Promise<Reservation | null>
-  /** the upstream created the task: the slot is now its id, the charge its `usage.credits_reserved` (metrics count it even if the store failed). Never throws. */
-  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, taskId: string, request: FastifyRequest }): Promise<void>
+  /**
+   * The upstream created the task: the slot is now its id, the charge its `usage.credits_reserved`
+   * (metrics count it even if the store failed). With Redis the write goes behind the answer
+   * (store/write-behind.ts): this resolves once it is sent, and a failure is logged when it happens.
+   * `index` (Redis: taskIndex.writeFor) rides on the same script; answers whether it did (if not,
+   * the caller adds it to the index itself). Never throws.
+   */
+  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, taskId: string, request: FastifyRequest, index?: TaskIndexWrite | null }): Promise<boolean>
   /** the create failed: slot and charge are given back. Never throws. */
   release (failed: { reservation: Reservation | null, request: FastifyRequest }): Promise<void>
   /**
@@ -104,7 +111,13 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
     })
   const store = fastify.redis === null
     ? createMemoryUsageStore()
-    : createRedisUsageStore({ redis: fastify.redis, keyPrefix: fastify.redisKeys.usage, requestCountFlushMs: options.requestCountFlushMs, ...(ledger === null ? {} : { ledgerStream: fastify.redisKeys.ledger }) })
+    : createRedisUsageStore({
+      redis: fastify.redis,
+      keyPrefix: fastify.redisKeys.usage,
+      requestCountFlushMs: options.requestCountFlushMs,
+      ...(fastify.redisWriteBehind === null ? {} : { writeBehind: fastify.redisWriteBehind }),
+      ...(ledger === null ? {} : { ledgerStream: fastify.redisKeys.ledger })
+    })
   /** Whether the store's scripts add the ledger's entries themselves (Redis); otherwise they wait in the ledger's memory. */
   const streamed = ledger?.stream != null
   // Terminal reads repeat (clients poll a finished task, caches serve it): this spares the store the repeats.
@@ -146,7 +159,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         headers: { 'retry-after': String(retryAfter) }
       })
     },
-    async settle ({ tenant, body, reservation, task, taskId, request }) {
+    async settle ({ tenant, body, reservation, task, taskId, request, index }) {
       const charge = reservation?.charge ?? createChargeOf(body)
       const charged = creditsOf(task) ?? charge.creditsMilli
       fastify.metrics.creditsCharged(tenant.id, charged)
@@ -167,7 +180,18 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       // A create the store could not count is still a task the tenant has: the ledger keeps it, from memory.
       if (reservation === null) {
         if (entry !== null) ledger?.append(entry)
-        return
+        return false
+      }
+      let keptInMemory = false
+      const failed = (error: unknown, final: boolean): void => {
+        // The task exists upstream: failing the answer would only make the client create it again.
+        if (final) request.log.error({ err: error, upstreamTaskId: task.id, taskId }, 'usage store failed to settle a create: its estimate stays charged, its slot is freed after TASK_CONCURRENCY_STALE_MS, and it is missing from the task index')
+        else storeFailed(request.log, error, 'usage store failed to settle a create: retried', { upstreamTaskId: task.id })
+        // Whether or not the script ran, the entry is kept in memory too: a create written twice is one row.
+        if (entry !== null && !keptInMemory) {
+          keptInMemory = true
+          ledger?.append(entry)
+        }
       }
       try {
         await store.settle({
@@ -177,15 +201,16 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
           staleMs: options.staleMs,
           now: now(),
           endUser: request.browserToken?.endUser,
-          ledgerEntry: entry !== null && streamed ? encodeCreate(entry) : null
+          ledgerEntry: entry !== null && streamed ? encodeCreate(entry) : null,
+          index: index ?? null,
+          onFailure: failed
         })
         if (entry !== null && !streamed) ledger?.append(entry)
       } catch (error) {
-        // The task exists upstream: failing the answer now would only make the client create it again.
-        request.log.error({ err: error, upstreamTaskId: task.id }, 'usage store failed to settle a create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
-        // Whether or not the script ran, the entry is kept in memory too: a create written twice is one row.
-        if (entry !== null) ledger?.append(entry)
+        failed(error, true)
+        return false
       }
+      return index != null
     },
     async release ({ reservation, request }) {
       if (reservation === null) return

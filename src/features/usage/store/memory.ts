@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { TenantBudget } from '../../../schemas/tenants.ts'
 import type { CreateCharge } from '../charge.ts'
 import { msPerDay, nextUtcDayStart, nextUtcMonthStart, utcDay, utcMonth } from '../windows.ts'
+import type { TaskIndexWrite } from '../../tasks/index-store/redis.ts'
 
 /**
  * Per-tenant counters of what tasks cost and how many run, and the admission
@@ -66,9 +67,22 @@ export interface UsageStore {
    * The upstream created the task: its id takes the slot, its credits (null: it did not say)
    * replace the estimate; answers the credits charged. With `endUser` (a browser token's), the
    * create is also counted in that end user's ledger, and so is the task's end. With `ledgerEntry`
-   * (the Redis store only), the usage ledger's entry for the create goes to its stream in the same step.
+   * (the Redis store only), the usage ledger's entry for the create goes to its stream in the same step,
+   * and so does, with `index` (the Redis store only), the create's task-index entry. The Redis store
+   * given a write-behind resolves once the write is sent, before Redis answers: a failure is told to
+   * `onFailure` (`final`: given up), and the write is retried meanwhile.
    */
-  settle (options: { reservation: Reservation, upstreamTaskId: string, creditsMilli: number | null, staleMs: number, now: number, endUser?: string | null, ledgerEntry?: string | null }): Promise<{ creditsMilli: number }>
+  settle (options: {
+    reservation: Reservation
+    upstreamTaskId: string
+    creditsMilli: number | null
+    staleMs: number
+    now: number
+    endUser?: string | null
+    ledgerEntry?: string | null
+    index?: TaskIndexWrite | null
+    onFailure?: (error: unknown, final: boolean) => void
+  }): Promise<{ creditsMilli: number }>
   /** the create failed: slot and charge are given back */
   release (reservation: Reservation): Promise<void>
   /**

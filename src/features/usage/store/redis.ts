@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis'
 import { budgetLimitInUnits, budgetNames, budgetResetsAt, taskChargeTtlMs, usageRetentionMs, type BudgetName, type UsageStore } from './memory.ts'
 import { msPerDay, utcDay, utcMonth } from '../windows.ts'
 import { defineScript } from '../../store/redis-script.ts'
+import type { WriteBehind } from '../../store/write-behind.ts'
+import { taskIndexAddLua, type TaskIndexWrite } from '../../tasks/index-store/redis.ts'
 
 /**
  * The usage store shared by every instance. Keys of one tenant share the hash
@@ -53,37 +55,49 @@ end
 return {1}`
 
 /**
- * KEYS: inflight, day, month, task. ARGV: token, upstream id, stale deadline,
+ * KEYS: inflight, day, month, task, the usage ledger's stream, then the task index's order and
+ * entries (tasks/index-store/redis.ts). ARGV: token, upstream id, stale deadline,
  * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms,
  * holds a slot (1: the tenant has a concurrency cap, so the task moves from token to id in the set),
- * the end user's ledger prefix ('' : none), video seconds, day ttl, the usage ledger's entry ('' : none).
+ * the end user's ledger prefix ('' : none), video seconds, day ttl, the usage ledger's entry ('' : none),
+ * then the index entry: id ('' : none), rank, JSON, max per tenant, oldest rank kept.
  * The end user's prefix is kept in the task's hash, so that its end is counted for the end user too.
  * KEYS[5] is the usage ledger's stream (database mode, usage/ledger.ts): its entry rides on this
- * script, the one write a create makes after the upstream answered, so the ledger costs no round trip
- * and the entry is in Redis before the client has its answer.
+ * script, the one write a create makes after the upstream answered, so the ledger costs no round trip.
+ * The task index's entry rides on it too (one script, one slot: both are under the tenant's hash tag).
+ * This write is sent behind the answer (store/write-behind.ts) and may be sent again after a
+ * failure: the task's `day` field says it ran already, so a second run counts nothing twice. A task
+ * seen finished before its settlement landed (a retry after an outage) takes no slot.
  * (Deadlines are scores on the gateway's clock; key expiries are relative, on
  * Redis's: the set outlives its newest member.)
  */
 const settleScript = `
-if ARGV[10] == '1' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+if redis.call('HSETNX', KEYS[4], 'day', ARGV[6]) == 1 then
+  if ARGV[10] == '1' then
+    redis.call('ZREM', KEYS[1], ARGV[1])
+    if redis.call('HEXISTS', KEYS[4], 'finished') == 0 then
+      redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+      redis.call('PEXPIRE', KEYS[1], ARGV[9])
+    end
+  end
+  redis.call('HINCRBY', KEYS[2], 'created', 1)
+  redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
+  redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
+  redis.call('HSET', KEYS[4], 'month', ARGV[7], 'credits_milli', ARGV[5])
+  if ARGV[11] ~= '' then
+    local userDay = ARGV[11] .. 'day:' .. ARGV[6]
+    redis.call('HINCRBY', userDay, 'created', 1)
+    redis.call('HINCRBY', userDay, 'video_seconds', ARGV[12])
+    redis.call('HINCRBY', userDay, 'credits_milli', ARGV[5])
+    redis.call('PEXPIRE', userDay, ARGV[13])
+    redis.call('HSET', KEYS[4], 'end_user', ARGV[11])
+  end
+  redis.call('PEXPIRE', KEYS[4], ARGV[8])
+  if ARGV[14] ~= '' then redis.call('XADD', KEYS[5], '*', 'c', ARGV[14]) end
 end
-redis.call('HINCRBY', KEYS[2], 'created', 1)
-redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
-redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
-redis.call('HSET', KEYS[4], 'day', ARGV[6], 'month', ARGV[7], 'credits_milli', ARGV[5])
-if ARGV[11] ~= '' then
-  local userDay = ARGV[11] .. 'day:' .. ARGV[6]
-  redis.call('HINCRBY', userDay, 'created', 1)
-  redis.call('HINCRBY', userDay, 'video_seconds', ARGV[12])
-  redis.call('HINCRBY', userDay, 'credits_milli', ARGV[5])
-  redis.call('PEXPIRE', userDay, ARGV[13])
-  redis.call('HSET', KEYS[4], 'end_user', ARGV[11])
+if ARGV[15] ~= '' then
+${taskIndexAddLua(6, 15)}
 end
-redis.call('PEXPIRE', KEYS[4], ARGV[8])
-if ARGV[14] ~= '' then redis.call('XADD', KEYS[5], '*', 'c', ARGV[14]) end
 return 1`
 
 /** KEYS: inflight, day, month. ARGV: token, credits, video seconds. */
@@ -138,13 +152,18 @@ export interface RedisUsageStoreOptions {
   maxPendingRequestCounts?: number
   /** the usage ledger's stream (database mode): settle and finish add its entries (default: a key nothing reads, never written) */
   ledgerStream?: string
+  /** settlements go behind the answer, batched (store/write-behind.ts); without it settle() awaits Redis's answer */
+  writeBehind?: WriteBehind
 }
 
+/** Keys named, not touched, by a settlement that carries no index entry. */
+const noIndexWrite: TaskIndexWrite = { keys: ['', ''], args: ['', 0, '', 0, 0] }
+
 export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageStore {
-  const { redis, keyPrefix } = options
+  const { redis, keyPrefix, writeBehind } = options
   const requestCounts = createRequestCountBatcher({ redis, flushMs: options.requestCountFlushMs ?? 1000, maxPendingKeys: options.maxPendingRequestCounts ?? 100_000 })
   const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
-  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 5 })
+  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 7 })
   const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
   const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 4 })
   // Without the ledger no entry is ever given, so this key is only named, never written.
@@ -171,12 +190,18 @@ export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageSt
       const budget = answer[1] as BudgetName
       return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now) }
     },
-    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser, ledgerEntry }) {
+    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser, ledgerEntry, index, onFailure }) {
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
-      await settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`, ledgerStream,
+      const indexWrite = index ?? noIndexWrite
+      const args = [...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`, ledgerStream, ...indexWrite.keys,
         reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
-        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs, ledgerEntry ?? '')
+        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs, ledgerEntry ?? '', ...indexWrite.args]
+      if (writeBehind === undefined) {
+        await settle(...args)
+      } else {
+        await writeBehind.send({ add: (pipeline) => { settle.queue(pipeline, ...args) }, onFailure: onFailure ?? (() => {}) })
+      }
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {
