@@ -108,9 +108,9 @@ export function createWriteBehind (options: WriteBehindOptions): WriteBehind {
       }
       queue.push(write)
       if (sent === null) {
-        let resolve!: () => void
-        const promise = new Promise<void>((done) => { resolve = done })
-        sent = { promise, resolve }
+        let resolveSent!: () => void
+        const promise = new Promise<void>((resolve) => { resolveSent = resolve })
+        sent = { promise, resolve: resolveSent }
         setImmediate(sendQueued)
       }
       return sent.promise

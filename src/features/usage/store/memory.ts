@@ -42,10 +42,29 @@ export interface Reservation {
   holdsSlot: boolean
 }
 
-export type Admission =
+/** A fixed-window request limit counted by admission itself (the Redis store: one script for both). */
+export interface AdmissionRateLimit {
+  /** the counter's key */
+  key: string
+  max: number
+  timeWindowMs: number
+}
+
+/** What the window's counter says after this request: requests counted in it, ms left in it. */
+export interface RateLimitCounted {
+  current: number
+  ttlMs: number
+}
+
+export type Admission = (
   | { admitted: true, reservation: Reservation }
+  | { admitted: false, reason: 'rate', max: number }
   | { admitted: false, reason: 'concurrency', limit: number }
   | { admitted: false, reason: 'budget', budget: BudgetName, limit: number, resetsAt: number }
+) & {
+  /** with `rateLimit`: its count (a request over it is refused first, and takes nothing else) */
+  rateLimit?: RateLimitCounted
+}
 
 export type TaskOutcome = 'completed' | 'failed'
 
@@ -62,7 +81,11 @@ export interface UsageDay {
 }
 
 export interface UsageStore {
-  admit (options: { tenantId: string, token: string, charge: CreateCharge, limits: AdmissionLimits, now: number }): Promise<Admission>
+  /**
+   * With `rateLimit` (the Redis store only: in memory mode @fastify/rate-limit counts it), the
+   * request is first counted in that window, in the same atomic step, and refused (`rate`) past it.
+   */
+  admit (options: { tenantId: string, token: string, charge: CreateCharge, limits: AdmissionLimits, now: number, rateLimit?: AdmissionRateLimit | null }): Promise<Admission>
   /**
    * The upstream created the task: its id takes the slot, its credits (null: it did not say)
    * replace the estimate; answers the credits charged. With `endUser` (a browser token's), the

@@ -18,15 +18,31 @@ import { taskIndexAddLua, type TaskIndexWrite } from '../../tasks/index-store/re
  */
 
 /**
- * KEYS: inflight, day, month. ARGV: now, stale deadline, token, max concurrent (-1: none),
- * credits, video seconds, then four limits in budgetNames order (-1: none), day ttl, month ttl.
- * Answers {1} (admitted), {0, 'concurrency'}, or {0, <budget name>}.
+ * KEYS: inflight, day, month, the rate-limit counter (any key of the tenant's slot when there is none).
+ * ARGV: now, stale deadline, token, max concurrent (-1: none), credits, video seconds, then four limits
+ * in budgetNames order (-1: none), day ttl, month ttl, the rate limit's window (ms) and max (-1: none).
+ * Answers {1, count, ttl} (admitted), {0, 'rate', count, ttl}, {0, 'concurrency', count, ttl}, or
+ * {0, <budget name>, count, ttl} (count and ttl: the rate-limit window's, 0 without one).
+ * The rate limit counts first, as @fastify/rate-limit's own script does (INCR; the window starts with
+ * its first request, fixed), so that a create costs one round trip for its limit, slot and budgets;
+ * a request past it is refused before anything else is looked at, and takes nothing.
  */
 const admitScript = `
+local count, ttl = 0, 0
+if tonumber(ARGV[13]) >= 0 then
+  count = redis.call('INCR', KEYS[4])
+  if count == 1 then
+    ttl = tonumber(ARGV[12])
+    redis.call('PEXPIRE', KEYS[4], ttl)
+  else
+    ttl = redis.call('PTTL', KEYS[4])
+  end
+  if count > tonumber(ARGV[13]) then return {0, 'rate', count, ttl} end
+end
 local maxConcurrent = tonumber(ARGV[4])
 if maxConcurrent >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-  if redis.call('ZCARD', KEYS[1]) >= maxConcurrent then return {0, 'concurrency'} end
+  if redis.call('ZCARD', KEYS[1]) >= maxConcurrent then return {0, 'concurrency', count, ttl} end
 end
 local credits = tonumber(ARGV[5])
 local seconds = tonumber(ARGV[6])
@@ -40,7 +56,7 @@ for i, check in ipairs(checks) do
   local limit = tonumber(ARGV[6 + i])
   if limit >= 0 then
     local used = tonumber(redis.call('HGET', check[1], check[2]) or '0')
-    if used + check[3] > limit then return {0, check[4]} end
+    if used + check[3] > limit then return {0, check[4], count, ttl} end
   end
 end
 if maxConcurrent >= 0 then
@@ -52,7 +68,7 @@ for i = 2, 3 do
   redis.call('HINCRBY', KEYS[i], 'video_seconds', seconds)
   redis.call('PEXPIRE', KEYS[i], ARGV[9 + i])
 end
-return {1}`
+return {1, count, ttl}`
 
 /**
  * KEYS: inflight, day, month, task, the usage ledger's stream, then the task index's order and
@@ -156,13 +172,10 @@ export interface RedisUsageStoreOptions {
   writeBehind?: WriteBehind
 }
 
-/** Keys named, not touched, by a settlement that carries no index entry. */
-const noIndexWrite: TaskIndexWrite = { keys: ['', ''], args: ['', 0, '', 0, 0] }
-
 export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageStore {
   const { redis, keyPrefix, writeBehind } = options
   const requestCounts = createRequestCountBatcher({ redis, flushMs: options.requestCountFlushMs ?? 1000, maxPendingKeys: options.maxPendingRequestCounts ?? 100_000 })
-  const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
+  const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 4 })
   const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 7 })
   const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
   const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 4 })
@@ -175,26 +188,31 @@ export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageSt
     [`${prefix(tenantId)}inflight`, `${prefix(tenantId)}day:${day}`, `${prefix(tenantId)}month:${month}`]
 
   return {
-    async admit ({ tenantId, token, charge, limits, now }) {
+    async admit ({ tenantId, token, charge, limits, now, rateLimit }) {
       const day = utcDay(now)
       const month = utcMonth(now)
       const budgetLimits = budgetNames.map((name) => {
         const limit = limits.budget?.[name]
         return limit === undefined ? -1 : budgetLimitInUnits(name, limit)
       })
-      const answer = await admit(...keys(tenantId, day, month),
+      const tenantKeys = keys(tenantId, day, month)
+      const answer = await admit(...tenantKeys, rateLimit?.key ?? tenantKeys[0],
         now, now + limits.staleMs, token, limits.maxConcurrentTasks ?? -1, charge.creditsMilli, charge.videoSeconds,
-        ...budgetLimits, usageRetentionMs, monthRetentionMs) as [number, string?]
-      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, at: now, holdsSlot: limits.maxConcurrentTasks !== null } }
-      if (answer[1] === 'concurrency') return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks ?? 0 }
+        ...budgetLimits, usageRetentionMs, monthRetentionMs, rateLimit?.timeWindowMs ?? 0, rateLimit?.max ?? -1) as [number, ...Array<string | number>]
+      const counted = rateLimit == null ? {} : { rateLimit: { current: Number(answer[answer.length - 2]), ttlMs: Math.max(0, Number(answer[answer.length - 1])) } }
+      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, at: now, holdsSlot: limits.maxConcurrentTasks !== null }, ...counted }
+      if (answer[1] === 'rate') return { admitted: false, reason: 'rate', max: rateLimit?.max ?? 0, ...counted }
+      if (answer[1] === 'concurrency') return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks ?? 0, ...counted }
       const budget = answer[1] as BudgetName
-      return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now) }
+      return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now), ...counted }
     },
     async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser, ledgerEntry, index, onFailure }) {
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
-      const indexWrite = index ?? noIndexWrite
-      const args = [...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`, ledgerStream, ...indexWrite.keys,
+      const tenantKeys = keys(tenantId, day, month)
+      // Without an entry, keys of the tenant's own slot are named (never touched) in the index's place.
+      const indexWrite: TaskIndexWrite = index ?? { keys: [tenantKeys[0], tenantKeys[0]], args: ['', 0, '', 0, 0] }
+      const args = [...tenantKeys, `${prefix(tenantId)}task:${upstreamTaskId}`, ledgerStream, ...indexWrite.keys,
         reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
         userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs, ledgerEntry ?? '', ...indexWrite.args]
       if (writeBehind === undefined) {
