@@ -29,15 +29,15 @@ import { taskIndexAddLua, type TaskIndexWrite } from '../../tasks/index-store/re
  */
 const admitScript = `
 local count, ttl = 0, 0
-if tonumber(ARGV[13]) >= 0 then
+if tonumber(ARGV[14]) >= 0 then
   count = redis.call('INCR', KEYS[4])
   if count == 1 then
-    ttl = tonumber(ARGV[12])
+    ttl = tonumber(ARGV[13])
     redis.call('PEXPIRE', KEYS[4], ttl)
   else
     ttl = redis.call('PTTL', KEYS[4])
   end
-  if count > tonumber(ARGV[13]) then return {0, 'rate', count, ttl} end
+  if count > tonumber(ARGV[14]) then return {0, 'rate', count, ttl} end
 end
 local maxConcurrent = tonumber(ARGV[4])
 if maxConcurrent >= 0 then
