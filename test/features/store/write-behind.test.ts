@@ -96,8 +96,9 @@ t.test('the write-behind', { skip: 'skip' in redis ? redis.skip : false }, async
 
   t.test('close sends what is queued and waits for its answer', async (t) => {
     const writeBehind = createWriteBehind({ redis: client })
-    void writeBehind.send(incr('closing'))
+    const sent = writeBehind.send(incr('closing'))
     t.equal(await writeBehind.close(), 0)
+    await sent
     t.equal(await client.get(`${prefix}closing`), '1')
   })
 })
