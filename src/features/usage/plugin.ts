@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
-import { gatewayError, storeUnavailable } from '../../errors/table.ts'
+import { gatewayError, storeUnavailable, type GatewayError } from '../../errors/table.ts'
 import { createChargeOf, fromMilli, toMilli } from './charge.ts'
 import { createMemoryUsageStore, type BudgetName, type RateLimitCounted, type Reservation, type TaskOutcome, type UsageDay } from './store/memory.ts'
 import { formatWait } from '../store/fallback-rate-limit-store.ts'
@@ -88,15 +88,14 @@ const budgetWords: Record<BudgetName, { window: string, unit: string }> = {
 }
 
 /**
- * The answer's rate-limit headers (tenants/rate-limit.ts sets them from `admittedRateLimit`), and the
- * 429 of @fastify/rate-limit's own wording when the count is past the limit.
+ * Keeps the count for the answer's rate-limit headers (tenants/rate-limit.ts sets them from
+ * `admittedRateLimit`); answers the 429 of @fastify/rate-limit's own wording when it is past the limit.
  */
-function limitRequest (request: FastifyRequest, max: number, counted: RateLimitCounted): void {
+function countedRequest (request: FastifyRequest, max: number, counted: RateLimitCounted): GatewayError | null {
   const resetSeconds = Math.ceil(counted.ttlMs / 1000)
   request.admittedRateLimit = { limit: max, remaining: Math.max(0, max - counted.current), resetSeconds }
-  if (counted.current > max) {
-    throw gatewayError('rate_limit_exceeded', { args: [formatWait(resetSeconds * 1000, true)], headers: { 'retry-after': String(resetSeconds) } })
-  }
+  if (counted.current <= max) return null
+  return gatewayError('rate_limit_exceeded', { args: [formatWait(resetSeconds * 1000, true)], headers: { 'retry-after': String(resetSeconds) } })
 }
 
 function creditsOf (task: Readonly<VideoGenerationTask>): number | null {
@@ -171,16 +170,18 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
           const counted = admissionRateLimit.onStoreError === 'memory'
             ? admissionRateLimit.local.incr(rateLimit.key, rateLimit.timeWindowMs, rateLimit.max)
             : { current: 0, ttl: 0 }
-          limitRequest(request, rateLimit.max, { current: counted.current, ttlMs: counted.ttl })
+          const limited = countedRequest(request, rateLimit.max, { current: counted.current, ttlMs: counted.ttl })
+          if (limited !== null) throw limited
         }
         // Budgets are money: a tenant with limits is not let through uncounted.
         if (hasLimits) throw storeUnavailable(error)
         storeFailed(request.log, error, 'usage store failed: this create is not counted')
         return null
       }
-      if (rateLimit !== null && admission.rateLimit !== undefined) limitRequest(request, rateLimit.max, admission.rateLimit)
+      const limited = rateLimit !== null && admission.rateLimit !== undefined ? countedRequest(request, rateLimit.max, admission.rateLimit) : null
       if (admission.admitted) return admission.reservation
-      if (admission.reason === 'rate') throw new Error('admission refused a create for a rate limit it was not given')
+      // Past the rate limit: refused before anything else was looked at (the store answers 'rate' only then).
+      if (admission.reason === 'rate') throw limited ?? storeUnavailable(new Error('the store refused a create for a rate limit it was not given'))
       if (admission.reason === 'concurrency') throw gatewayError('concurrency_limit_exceeded', { args: [admission.limit] })
       const { window, unit } = budgetWords[admission.budget]
       const retryAfter = Math.max(1, Math.ceil((admission.resetsAt - at) / 1000))

@@ -2,7 +2,7 @@ import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import FakeTimers from '@sinonjs/fake-timers'
 import { Redis } from 'ioredis'
-import { buildTestApp, makeTenant, validBody } from '../../helpers/gateway.ts'
+import { buildTestApp, logCollector, makeTenant, validBody } from '../../helpers/gateway.ts'
 import { startTestSimulator, TEST_UPSTREAM_KEY } from '../../helpers/simulator.ts'
 import { assertErrorResponse } from '../../helpers/assert-error.ts'
 import { redisForTests } from '../../helpers/redis.ts'
@@ -83,4 +83,30 @@ t.test('Redis: the create limit is counted on admission, with the same headers a
     t.equal(read.statusCode, 200)
     t.equal(read.headers['ratelimit-policy'], '"tenant";q=600;w=60')
   })
+})
+
+t.test('Redis: a settlement that fails is retried behind the answer, and given up with an error at close', { skip: 'skip' in redis ? redis.skip : false }, async (t) => {
+  if ('skip' in redis) return
+  const upstream = await startTestSimulator(t, { taskDurationMs: 60_000 })
+  const acme = makeTenant('acme', { maxConcurrentTasks: 3 })
+  const redisKeyPrefix = `test-settle-fails-${randomUUID()}:`
+  const client = new Redis(redis.url)
+  t.teardown(async () => {
+    const keys = await client.keys(`${redisKeyPrefix}*`)
+    if (keys.length > 0) await client.del(...keys)
+    await client.quit()
+  })
+  // The tenant's index entries under a key of the wrong type: the settlement's script fails on it, every time.
+  await client.set(`${redisKeyPrefix}tasks:{${acme.id}}:entries`, 'not a hash')
+  const logs = logCollector()
+  const app = await buildTestApp(t, { upstreamUrl: upstream.url, upstreamKey: TEST_UPSTREAM_KEY, tenants: [acme], config: { redisUrl: redis.url, redisKeyPrefix }, logger: { level: 'info', stream: logs.stream } })
+  const created = await app.inject({ method: 'POST', url: '/v1/videos/generations', headers: { authorization: acme.authorization }, payload: validBody })
+  t.equal(created.statusCode, 200, 'the task exists upstream: the client has it')
+  await app.redisWriteBehind?.flush()
+  t.equal(app.redisWriteBehind?.pending, 1, 'kept for a retry')
+  const failures = () => logs.lines.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('usage store failed to settle a create')).map((line) => ({ level: line.level, msg: line.msg }))
+  t.same(failures(), [{ level: 40, msg: 'usage store failed to settle a create: retried' }])
+  await app.close()
+  t.same(failures().at(-1), { level: 50, msg: 'usage store failed to settle a create: its estimate stays charged, its slot is freed after TASK_CONCURRENCY_STALE_MS, and it is missing from the task index' }, 'given up at close, loudly')
+  t.equal(await client.zcard(`${redisKeyPrefix}usage:{${acme.id}}:inflight`), 1, 'the settlement part ran (a script is not rolled back): the task holds its slot, counted once')
 })
