@@ -120,8 +120,9 @@ async function runScenario (scenario: Scenario, baseline: Started, gateway: Star
 /**
  * Script calls the Redis server has run since it started (INFO commandstats: EVAL/EVALSHA and
  * their _RO forms). The gateway's request path talks to Redis only through scripts (MONITOR in
- * bench/attribute.ts sees nothing else on a create), so a call is a round trip; the commands
- * inside a script are counted by commandstats too, which is why they are not summed here.
+ * bench/attribute.ts sees nothing else on a create), so a call is a round trip, though not always
+ * one the request waits for (a create's settlement is sent behind its answer: store/write-behind.ts);
+ * the commands inside a script are counted by commandstats too, which is why they are not summed here.
  */
 async function redisScriptCalls (url: string): Promise<number> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })

@@ -71,7 +71,7 @@ const createRoute: FastifyPluginAsyncTypebox<OpenaiRoutesOptions> = async (fasti
   })
 
   fastify.post('/videos', {
-    config: { ...tenantRateLimit('create'), idempotency: true, idempotencyIdentity: createIdentity, tokenOperation: 'create', dialect },
+    config: { ...tenantRateLimit('create', { inAdmission: true }), idempotency: true, idempotencyIdentity: createIdentity, tokenOperation: 'create', dialect },
     // After @fastify/multipart's own preValidation hook: the form becomes the JSON body the schema judges.
     preValidation: async (request) => {
       if (!request.isMultipart()) return

@@ -111,3 +111,26 @@ export function fallbackRateLimitStore (options: FallbackStoreOptions): FastifyR
 
   return FallbackStore as unknown as FastifyRateLimitStoreCtor
 }
+
+/** A fixed-window count as @fastify/rate-limit's stores answer it: requests so far in the window, ms left in it. */
+export type RateLimitCount = StoreResult
+
+/**
+ * The counter the `memory` policy falls back to, for a limit counted outside
+ * @fastify/rate-limit (a create's, by the admission script: usage/store/redis.ts):
+ * the plugin's own LocalStore, so that it counts exactly as the routes' fallback does.
+ */
+export function localRateLimitCounter (cache?: number): { incr (key: string, timeWindowMs: number, max: number): RateLimitCount } {
+  const local = new LocalStore(false, false, cache)
+  return {
+    incr (key, timeWindowMs, max) {
+      let counted: StoreResult = uncounted
+      // LocalStore answers synchronously.
+      local.incr(key, (_error, result) => { if (result !== undefined) counted = result }, timeWindowMs, max)
+      return counted
+    }
+  }
+}
+
+/** @fastify/rate-limit's wording of a wait ("30 seconds", "1 minute"), from the library it uses for it. */
+export const formatWait = (createRequire(require.resolve('@fastify/rate-limit'))('@lukeed/ms') as { format (ms: number, long: boolean): string }).format

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { createOutageTracker, type OutageTracker } from './outage-tracker.ts'
 import { redisKeyMap, type RedisKeyMap } from './keys.ts'
+import { createWriteBehind, type WriteBehind } from './write-behind.ts'
 import { DependencyUnreachableError } from '../../errors/startup.ts'
 
 export interface RedisStoreOptions {
@@ -24,6 +25,8 @@ declare module 'fastify' {
     redisOutage: OutageTracker | null
     /** every Redis key namespace, under REDIS_KEY_PREFIX (decorated in memory mode too) */
     redisKeys: RedisKeyMap
+    /** writes off the request path (a create's settlement and index entry), one pipeline per loop turn (null in memory mode) */
+    redisWriteBehind: WriteBehind | null
   }
 }
 
@@ -32,6 +35,7 @@ async function redisStorePlugin (fastify: FastifyInstance, options: RedisStoreOp
   if (options.redisUrl === '') {
     fastify.decorate('redis', null)
     fastify.decorate('redisOutage', null)
+    fastify.decorate('redisWriteBehind', null)
     return
   }
   const redis = new Redis(options.redisUrl, {
@@ -70,7 +74,11 @@ async function redisStorePlugin (fastify: FastifyInstance, options: RedisStoreOp
   }
   fastify.decorate('redis', redis)
   fastify.decorate('redisOutage', outage)
+  const writeBehind = createWriteBehind({ redis })
+  fastify.decorate('redisWriteBehind', writeBehind)
   fastify.addHook('onClose', async () => {
+    // The creates this instance answered are written before the connection quits (each write reports its own loss).
+    await writeBehind.close()
     closing = true
     await redis.quit().catch(() => redis.disconnect())
   })

@@ -1,9 +1,11 @@
-import type { Redis } from 'ioredis'
+import type { ChainableCommander, Redis } from 'ioredis'
 
 export type RedisScriptArgument = string | number
 
-/** A Lua script bound to one client: `run(...keys, ...args)`. */
-export type RedisScript = (...keysAndArgs: RedisScriptArgument[]) => Promise<unknown>
+/** A Lua script bound to one client: `run(...keys, ...args)`; `run.queue(pipeline, ...keys, ...args)` adds it to a pipeline instead. */
+export type RedisScript = ((...keysAndArgs: RedisScriptArgument[]) => Promise<unknown>) & {
+  queue (pipeline: ChainableCommander, ...keysAndArgs: RedisScriptArgument[]): void
+}
 
 /**
  * A Lua script run by its SHA (EVALSHA), loaded once and reloaded by ioredis
@@ -15,8 +17,15 @@ export function defineScript (redis: Redis, options: { name: string, lua: string
   const commands = redis as unknown as Record<string, RedisScript | undefined>
   // One client is shared by every store of an app: define each script once on it.
   if (commands[options.name] === undefined) redis.defineCommand(options.name, { lua: options.lua, numberOfKeys: options.numberOfKeys })
-  const command = commands[options.name] as RedisScript
-  return async (...keysAndArgs) => await command.apply(redis, keysAndArgs)
+  const command = commands[options.name] as (...keysAndArgs: RedisScriptArgument[]) => Promise<unknown>
+  const run = async (...keysAndArgs: RedisScriptArgument[]): Promise<unknown> => await command.apply(redis, keysAndArgs)
+  return Object.assign(run, {
+    queue (pipeline: ChainableCommander, ...keysAndArgs: RedisScriptArgument[]): void {
+      // A pipeline of this client has every command the client defined.
+      const queued = (pipeline as unknown as Record<string, unknown>)[options.name] as (...keysAndArgs: RedisScriptArgument[]) => unknown
+      queued.apply(pipeline, keysAndArgs)
+    }
+  })
 }
 
 /**

@@ -79,13 +79,12 @@ export async function createTask (fastify: FastifyInstance, options: CreateTaskO
   const upstreamTaskId = task.id
   // Scoped before settling: the usage ledger's entry (in database mode) names the id the client gets.
   const taskId = fastify.taskIds.scope(tenant.id, upstreamTaskId)
-  await fastify.tenantUsage.settle({ tenant, body, reservation, task, taskId, request })
+  const indexed = { id: taskId, attributes: { ...defaultIndexAttributes(body), ...options.indexAttributes } }
+  // With Redis the index entry rides on the settlement's script, sent behind the answer (one write, no round trip).
+  const alongWithSettlement = await fastify.tenantUsage.settle({ tenant, body, reservation, task, taskId, request, index: fastify.taskIndex.writeFor(tenant.id, indexed) })
   task.id = taskId
   if (callback !== null) await callback.register({ taskId: task.id, upstreamTaskId })
-  await fastify.taskIndex.add(tenant.id, {
-    id: task.id,
-    attributes: { ...defaultIndexAttributes(body), ...options.indexAttributes }
-  }, request)
+  if (!alongWithSettlement) await fastify.taskIndex.add(tenant.id, indexed, request)
   return task
 }
 

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { storeUnavailable } from '../../errors/table.ts'
 import { createMemoryTaskIndexStore, type TaskIndexAttributes, type TaskIndexEntry, type TaskIndexListOptions, type TaskIndexPage, type TaskIndexStore } from './index-store/memory.ts'
-import { createRedisTaskIndexStore } from './index-store/redis.ts'
+import { createRedisTaskIndexStore, type TaskIndexWrite } from './index-store/redis.ts'
 
 export type { TaskIndexAttributes, TaskIndexEntry, TaskIndexPage } from './index-store/memory.ts'
 
@@ -21,6 +21,11 @@ export interface TaskIndex {
    * task stays readable by id on the native route).
    */
   add (tenantId: string, created: { id: string, attributes: TaskIndexAttributes }, request: FastifyRequest): Promise<void>
+  /**
+   * Redis: the same add as a write that the create's settlement carries (one script per
+   * create, sent behind the answer: usage/store/redis.ts); null in memory mode, where add() is it.
+   */
+  writeFor (tenantId: string, created: { id: string, attributes: TaskIndexAttributes }): TaskIndexWrite | null
   /** these throw store_unavailable (503) while the store is down */
   get (tenantId: string, id: string): Promise<TaskIndexEntry | null>
   list (tenantId: string, options: TaskIndexListOptions): Promise<TaskIndexPage | null>
@@ -59,7 +64,7 @@ declare module 'fastify' {
  * instance, lost on restart), Redis with it.
  */
 async function taskIndexPlugin (fastify: FastifyInstance, options: TaskIndexOptions): Promise<void> {
-  const { redis, redisOutage } = fastify
+  const { redis, redisOutage, redisWriteBehind } = fastify
   const limits = { maxEntriesPerTenant: options.maxEntriesPerTenant, retentionMs: options.retentionMs, now: options.now ?? Date.now }
   const store: TaskIndexStore = redis === null
     ? createMemoryTaskIndexStore(limits)
@@ -68,8 +73,17 @@ async function taskIndexPlugin (fastify: FastifyInstance, options: TaskIndexOpti
   const removedListeners: TaskRemovedListener[] = []
   let sequence = 0
 
+  const entryOf = (created: { id: string, attributes: TaskIndexAttributes }): TaskIndexEntry => {
+    const createdAt = limits.now()
+    sequence = (sequence + 1) % 1000
+    return { ...created, createdAt, rank: createdAt * 1000 + sequence }
+  }
+
   async function guarded<T> (operation: () => Promise<T>): Promise<T> {
     try {
+      // This instance's own creates are sent behind their answers: a read here sees them (a write
+      // that is sent is ahead of this read on the one connection; one waiting for a retry goes now).
+      if (redisWriteBehind !== null && redisWriteBehind.pending > 0) await redisWriteBehind.flush()
       return await operation()
     } catch (cause) {
       redisOutage?.failed(cause)
@@ -79,15 +93,16 @@ async function taskIndexPlugin (fastify: FastifyInstance, options: TaskIndexOpti
 
   fastify.decorate('taskIndex', {
     async add (tenantId, created, request) {
-      const createdAt = limits.now()
-      sequence = (sequence + 1) % 1000
-      const entry = { ...created, createdAt, rank: createdAt * 1000 + sequence }
+      const entry = entryOf(created)
       try {
         await store.add(tenantId, entry)
       } catch (error) {
         redisOutage?.failed(error)
         request.log.error({ err: error, taskId: entry.id }, 'the task index could not record a create')
       }
+    },
+    writeFor (tenantId, created) {
+      return store.writeOf === undefined ? null : store.writeOf(tenantId, entryOf(created))
     },
     get: async (tenantId, id) => await guarded(async () => await store.get(tenantId, id)),
     list: async (tenantId, listOptions) => await guarded(async () => await store.list(tenantId, listOptions)),

@@ -14,8 +14,9 @@ import type { TaskOutcome } from './store/memory.ts'
  * the gateway sees the task finish. Nothing here runs on the request path:
  *
  * - With Redis, a create's entry is added to one Redis stream by the usage store's
- *   settle script, the write a create makes anyway after the upstream answered (so
- *   no extra round trip, and the entry exists before the client gets its 200); a
+ *   settle script, the write a create makes anyway after the upstream answered (sent
+ *   behind the answer, store/write-behind.ts, but written to the connection before it:
+ *   no round trip, and the entry is on its way before the client gets its 200); a
  *   task's end is added by the finish script, once per task. Every gateway reads
  *   the stream in one consumer group, writes a batch with one upsert, and only then
  *   acknowledges (XACK) and deletes its entries: a gateway killed between the read

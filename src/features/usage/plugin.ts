@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify'
 import { LRUCache } from 'lru-cache'
-import { gatewayError, storeUnavailable } from '../../errors/table.ts'
+import { gatewayError, storeUnavailable, type GatewayError } from '../../errors/table.ts'
 import { createChargeOf, fromMilli, toMilli } from './charge.ts'
-import { createMemoryUsageStore, type BudgetName, type Reservation, type TaskOutcome, type UsageDay } from './store/memory.ts'
+import { createMemoryUsageStore, type BudgetName, type RateLimitCounted, type Reservation, type TaskOutcome, type UsageDay } from './store/memory.ts'
+import { formatWait } from '../store/fallback-rate-limit-store.ts'
 import { createRedisUsageStore } from './store/redis.ts'
+import type { TaskIndexWrite } from '../tasks/index-store/redis.ts'
 import { createUsageLedger, encodeCreate, encodeFinish, type LedgerCreate, type UsageLedger } from './ledger.ts'
 import { parseUtcDay } from './windows.ts'
 import { isTerminalStatus } from '../tasks/snapshot.ts'
@@ -43,8 +45,14 @@ export interface TenantUsage {
    * through uncounted. Follow with settle() or release(), always.
    */
   admit (create: { tenant: Tenant, body: CreateGenerationBody, request: FastifyRequest }): Promise<Reservation | null>
-  /** the upstream created the task: the slot is now its id, the charge its `usage.credits_reserved` (metrics count it even if the store failed). Never throws. */
-  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, taskId: string, request: FastifyRequest }): Promise<void>
+  /**
+   * The upstream created the task: the slot is now its id, the charge its `usage.credits_reserved`
+   * (metrics count it even if the store failed). With Redis the write goes behind the answer
+   * (store/write-behind.ts): this resolves once it is sent, and a failure is logged when it happens.
+   * `index` (Redis: taskIndex.writeFor) rides on the same script; answers whether it did (if not,
+   * the caller adds it to the index itself). Never throws.
+   */
+  settle (created: { tenant: Tenant, body: CreateGenerationBody, reservation: Reservation | null, task: VideoGenerationTask, taskId: string, request: FastifyRequest, index?: TaskIndexWrite | null }): Promise<boolean>
   /** the create failed: slot and charge are given back. Never throws. */
   release (failed: { reservation: Reservation | null, request: FastifyRequest }): Promise<void>
   /**
@@ -79,6 +87,17 @@ const budgetWords: Record<BudgetName, { window: string, unit: string }> = {
   videoSecondsPerMonth: { window: 'monthly', unit: 'video-seconds' }
 }
 
+/**
+ * Keeps the count for the answer's rate-limit headers (tenants/rate-limit.ts sets them from
+ * `admittedRateLimit`); answers the 429 of @fastify/rate-limit's own wording when it is past the limit.
+ */
+function countedRequest (request: FastifyRequest, max: number, counted: RateLimitCounted): GatewayError | null {
+  const resetSeconds = Math.ceil(counted.ttlMs / 1000)
+  request.admittedRateLimit = { limit: max, remaining: Math.max(0, max - counted.current), resetSeconds }
+  if (counted.current <= max) return null
+  return gatewayError('rate_limit_exceeded', { args: [formatWait(resetSeconds * 1000, true)], headers: { 'retry-after': String(resetSeconds) } })
+}
+
 function creditsOf (task: Readonly<VideoGenerationTask>): number | null {
   const credits = task.usage?.credits_reserved
   return typeof credits === 'number' && Number.isFinite(credits) && credits >= 0 ? toMilli(credits) : null
@@ -91,6 +110,7 @@ function creditsOf (task: Readonly<VideoGenerationTask>): number | null {
  */
 async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsageOptions): Promise<void> {
   const now = options.now ?? Date.now
+  const { admissionRateLimit } = fastify
   const ledger = fastify.database === null
     ? null
     : createUsageLedger({
@@ -104,7 +124,13 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
     })
   const store = fastify.redis === null
     ? createMemoryUsageStore()
-    : createRedisUsageStore({ redis: fastify.redis, keyPrefix: fastify.redisKeys.usage, requestCountFlushMs: options.requestCountFlushMs, ...(ledger === null ? {} : { ledgerStream: fastify.redisKeys.ledger }) })
+    : createRedisUsageStore({
+      redis: fastify.redis,
+      keyPrefix: fastify.redisKeys.usage,
+      requestCountFlushMs: options.requestCountFlushMs,
+      ...(fastify.redisWriteBehind === null ? {} : { writeBehind: fastify.redisWriteBehind }),
+      ...(ledger === null ? {} : { ledgerStream: fastify.redisKeys.ledger })
+    })
   /** Whether the store's scripts add the ledger's entries themselves (Redis); otherwise they wait in the ledger's memory. */
   const streamed = ledger?.stream != null
   // Terminal reads repeat (clients poll a finished task, caches serve it): this spares the store the repeats.
@@ -121,6 +147,11 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       const charge = createChargeOf(body)
       const hasLimits = tenant.maxConcurrentTasks !== null || tenant.budget !== null
       const at = now()
+      // Redis mode, the create path: the tenant's create limit is counted here, in the admission's
+      // script, instead of by @fastify/rate-limit in preHandler (one round trip instead of two).
+      const rateLimit = admissionRateLimit !== null && request.routeOptions.config.rateLimitInAdmission === true
+        ? { key: `${admissionRateLimit.keyPrefix}{${tenant.id}}:${request.routeOptions.method}${request.routeOptions.url ?? ''}`, max: tenant.rateLimit.max, timeWindowMs: tenant.rateLimit.timeWindowMs }
+        : null
       let admission
       try {
         admission = await store.admit({
@@ -128,15 +159,29 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
           token: `reservation:${randomUUID()}`,
           charge,
           limits: { maxConcurrentTasks: tenant.maxConcurrentTasks, budget: tenant.budget, staleMs: options.staleMs },
-          now: at
+          now: at,
+          rateLimit
         })
       } catch (error) {
+        if (rateLimit !== null && admissionRateLimit !== null) {
+          // RATE_LIMIT_ON_STORE_ERROR, as for every other limit (store/fallback-rate-limit-store.ts).
+          fastify.redisOutage?.failed(error)
+          if (admissionRateLimit.onStoreError === 'deny') throw storeUnavailable(error)
+          const counted = admissionRateLimit.onStoreError === 'memory'
+            ? admissionRateLimit.local.incr(rateLimit.key, rateLimit.timeWindowMs, rateLimit.max)
+            : { current: 0, ttl: 0 }
+          const limited = countedRequest(request, rateLimit.max, { current: counted.current, ttlMs: counted.ttl })
+          if (limited !== null) throw limited
+        }
         // Budgets are money: a tenant with limits is not let through uncounted.
         if (hasLimits) throw storeUnavailable(error)
         storeFailed(request.log, error, 'usage store failed: this create is not counted')
         return null
       }
+      const limited = rateLimit !== null && admission.rateLimit !== undefined ? countedRequest(request, rateLimit.max, admission.rateLimit) : null
       if (admission.admitted) return admission.reservation
+      // Past the rate limit: refused before anything else was looked at (the store answers 'rate' only then).
+      if (admission.reason === 'rate') throw limited ?? storeUnavailable(new Error('the store refused a create for a rate limit it was not given'))
       if (admission.reason === 'concurrency') throw gatewayError('concurrency_limit_exceeded', { args: [admission.limit] })
       const { window, unit } = budgetWords[admission.budget]
       const retryAfter = Math.max(1, Math.ceil((admission.resetsAt - at) / 1000))
@@ -146,7 +191,7 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
         headers: { 'retry-after': String(retryAfter) }
       })
     },
-    async settle ({ tenant, body, reservation, task, taskId, request }) {
+    async settle ({ tenant, body, reservation, task, taskId, request, index }) {
       const charge = reservation?.charge ?? createChargeOf(body)
       const charged = creditsOf(task) ?? charge.creditsMilli
       fastify.metrics.creditsCharged(tenant.id, charged)
@@ -167,7 +212,18 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
       // A create the store could not count is still a task the tenant has: the ledger keeps it, from memory.
       if (reservation === null) {
         if (entry !== null) ledger?.append(entry)
-        return
+        return false
+      }
+      let keptInMemory = false
+      const failed = (error: unknown, final: boolean): void => {
+        // The task exists upstream: failing the answer would only make the client create it again.
+        if (final) request.log.error({ err: error, upstreamTaskId: task.id, taskId }, 'usage store failed to settle a create: its estimate stays charged, its slot is freed after TASK_CONCURRENCY_STALE_MS, and it is missing from the task index')
+        else storeFailed(request.log, error, 'usage store failed to settle a create: retried', { upstreamTaskId: task.id })
+        // Whether or not the script ran, the entry is kept in memory too: a create written twice is one row.
+        if (entry !== null && !keptInMemory) {
+          keptInMemory = true
+          ledger?.append(entry)
+        }
       }
       try {
         await store.settle({
@@ -177,15 +233,16 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
           staleMs: options.staleMs,
           now: now(),
           endUser: request.browserToken?.endUser,
-          ledgerEntry: entry !== null && streamed ? encodeCreate(entry) : null
+          ledgerEntry: entry !== null && streamed ? encodeCreate(entry) : null,
+          index: index ?? null,
+          onFailure: failed
         })
         if (entry !== null && !streamed) ledger?.append(entry)
       } catch (error) {
-        // The task exists upstream: failing the answer now would only make the client create it again.
-        request.log.error({ err: error, upstreamTaskId: task.id }, 'usage store failed to settle a create: its estimate stays charged, and its slot is freed after TASK_CONCURRENCY_STALE_MS')
-        // Whether or not the script ran, the entry is kept in memory too: a create written twice is one row.
-        if (entry !== null) ledger?.append(entry)
+        failed(error, true)
+        return false
       }
+      return index != null
     },
     async release ({ reservation, request }) {
       if (reservation === null) return
@@ -270,4 +327,4 @@ async function tenantUsagePlugin (fastify: FastifyInstance, options: TenantUsage
   })
 }
 
-export default fp(tenantUsagePlugin, { name: 'tenant-usage', fastify: '5.x', dependencies: ['redis-store', 'database', 'metrics', 'task-status'] })
+export default fp(tenantUsagePlugin, { name: 'tenant-usage', fastify: '5.x', dependencies: ['redis-store', 'rate-limit', 'database', 'metrics', 'task-status'] })

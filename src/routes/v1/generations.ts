@@ -8,7 +8,7 @@ import { tenantRateLimit } from '../../features/tenants/rate-limit.ts'
 
 const generationsRoute: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/videos/generations', {
-    config: { ...tenantRateLimit('create'), idempotency: true, tokenOperation: 'create' },
+    config: { ...tenantRateLimit('create', { inAdmission: true }), idempotency: true, tokenOperation: 'create' },
     schema: {
       tags: ['Video Generation'],
       summary: 'Create a video generation task',

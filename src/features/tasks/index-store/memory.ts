@@ -1,3 +1,5 @@
+import type { TaskIndexWrite } from './redis.ts'
+
 /**
  * The per-tenant index of tasks: which tasks a tenant created, newest or
  * oldest first, for listings (GET /v1/videos) and for the fields a dialect
@@ -42,6 +44,8 @@ export interface TaskIndexListOptions {
 
 export interface TaskIndexStore {
   add (tenantId: string, entry: TaskIndexEntry): Promise<void>
+  /** Redis only: the add as keys and arguments, for a script that carries it (the usage store's settlement) */
+  writeOf? (tenantId: string, entry: TaskIndexEntry): TaskIndexWrite
   get (tenantId: string, id: string): Promise<TaskIndexEntry | null>
   /** null when `after` is not in this tenant's index */
   list (tenantId: string, options: TaskIndexListOptions): Promise<TaskIndexPage | null>

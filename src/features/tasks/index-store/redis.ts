@@ -1,22 +1,39 @@
 import type { Redis } from 'ioredis'
-import { defineScript } from '../../store/redis-script.ts'
+import { defineScript, type RedisScriptArgument } from '../../store/redis-script.ts'
 import type { TaskIndexEntry, TaskIndexLimits, TaskIndexStore } from './memory.ts'
 
-// KEYS: order (sorted set: id by rank), entries (hash: id → JSON). ARGV: id, rank, json, max, oldest rank.
-const addLua = `
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-local dropped = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[5])
-local excess = redis.call('ZCARD', KEYS[1]) - #dropped - tonumber(ARGV[4])
+/**
+ * The add, as a piece of Lua that other scripts include (the usage store's settlement carries
+ * a create's entry: one script per create): KEYS[k]: order (sorted set: id by rank),
+ * KEYS[k+1]: entries (hash: id → JSON); ARGV[a..a+4]: id, rank, json, max, oldest rank.
+ */
+export function taskIndexAddLua (k: number, a: number): string {
+  const order = `KEYS[${k}]`
+  const entries = `KEYS[${k + 1}]`
+  const [id, rank, json, max, oldestRank] = [0, 1, 2, 3, 4].map((offset) => `ARGV[${a + offset}]`)
+  return `
+redis.call('ZADD', ${order}, ${rank}, ${id})
+redis.call('HSET', ${entries}, ${id}, ${json})
+local dropped = redis.call('ZRANGEBYSCORE', ${order}, '-inf', '(' .. ${oldestRank})
+local excess = redis.call('ZCARD', ${order}) - #dropped - tonumber(${max})
 if excess > 0 then
-  local oldest = redis.call('ZRANGE', KEYS[1], #dropped, #dropped + excess - 1)
+  local oldest = redis.call('ZRANGE', ${order}, #dropped, #dropped + excess - 1)
   for _, id in ipairs(oldest) do dropped[#dropped + 1] = id end
 end
 if #dropped > 0 then
-  redis.call('ZREM', KEYS[1], unpack(dropped))
-  redis.call('HDEL', KEYS[2], unpack(dropped))
-end
-return #dropped`
+  redis.call('ZREM', ${order}, unpack(dropped))
+  redis.call('HDEL', ${entries}, unpack(dropped))
+end`
+}
+
+const addLua = `${taskIndexAddLua(1, 1)}
+return 1`
+
+/** An add, as the keys and arguments of `taskIndexAddLua` (for a script that carries it). */
+export interface TaskIndexWrite {
+  keys: [string, string]
+  args: [id: string, rank: number, json: string, max: number, oldestRank: number]
+}
 
 // KEYS: order, entries. ARGV: after ('' for none), limit, order ('asc' | 'desc'). Answers limit + 1 entries at most, or nil for an unknown cursor.
 const listLua = `
@@ -50,11 +67,17 @@ export function createRedisTaskIndexStore (options: TaskIndexLimits & { redis: R
   const remove = defineScript(redis, { name: 'vgTaskIndexRemove', lua: removeLua, numberOfKeys: 2 })
   const keys = (tenantId: string): [string, string] => [`${options.keyPrefix}{${tenantId}}:order`, `${options.keyPrefix}{${tenantId}}:entries`]
 
+  const writeOf = (tenantId: string, entry: TaskIndexEntry): TaskIndexWrite => ({
+    keys: keys(tenantId),
+    args: [entry.id, entry.rank, JSON.stringify(entry), options.maxEntriesPerTenant, (options.now() - options.retentionMs) * 1000]
+  })
+
   return {
     async add (tenantId, entry) {
-      const oldestRank = (options.now() - options.retentionMs) * 1000
-      await add(...keys(tenantId), entry.id, entry.rank, JSON.stringify(entry), options.maxEntriesPerTenant, oldestRank)
+      const write = writeOf(tenantId, entry)
+      await add(...write.keys, ...write.args as RedisScriptArgument[])
     },
+    writeOf,
     async get (tenantId, id) {
       const json = await redis.hget(keys(tenantId)[1], id)
       return json === null ? null : JSON.parse(json) as TaskIndexEntry

@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { TenantBudget } from '../../../schemas/tenants.ts'
 import type { CreateCharge } from '../charge.ts'
 import { msPerDay, nextUtcDayStart, nextUtcMonthStart, utcDay, utcMonth } from '../windows.ts'
+import type { TaskIndexWrite } from '../../tasks/index-store/redis.ts'
 
 /**
  * Per-tenant counters of what tasks cost and how many run, and the admission
@@ -41,10 +42,29 @@ export interface Reservation {
   holdsSlot: boolean
 }
 
-export type Admission =
+/** A fixed-window request limit counted by admission itself (the Redis store: one script for both). */
+export interface AdmissionRateLimit {
+  /** the counter's key */
+  key: string
+  max: number
+  timeWindowMs: number
+}
+
+/** What the window's counter says after this request: requests counted in it, ms left in it. */
+export interface RateLimitCounted {
+  current: number
+  ttlMs: number
+}
+
+export type Admission = (
   | { admitted: true, reservation: Reservation }
+  | { admitted: false, reason: 'rate', max: number }
   | { admitted: false, reason: 'concurrency', limit: number }
   | { admitted: false, reason: 'budget', budget: BudgetName, limit: number, resetsAt: number }
+) & {
+  /** with `rateLimit`: its count (a request over it is refused first, and takes nothing else) */
+  rateLimit?: RateLimitCounted
+}
 
 export type TaskOutcome = 'completed' | 'failed'
 
@@ -61,14 +81,31 @@ export interface UsageDay {
 }
 
 export interface UsageStore {
-  admit (options: { tenantId: string, token: string, charge: CreateCharge, limits: AdmissionLimits, now: number }): Promise<Admission>
+  /**
+   * With `rateLimit` (the Redis store only: in memory mode @fastify/rate-limit counts it), the
+   * request is first counted in that window, in the same atomic step, and refused (`rate`) past it.
+   */
+  admit (options: { tenantId: string, token: string, charge: CreateCharge, limits: AdmissionLimits, now: number, rateLimit?: AdmissionRateLimit | null }): Promise<Admission>
   /**
    * The upstream created the task: its id takes the slot, its credits (null: it did not say)
    * replace the estimate; answers the credits charged. With `endUser` (a browser token's), the
    * create is also counted in that end user's ledger, and so is the task's end. With `ledgerEntry`
-   * (the Redis store only), the usage ledger's entry for the create goes to its stream in the same step.
+   * (the Redis store only), the usage ledger's entry for the create goes to its stream in the same step,
+   * and so does, with `index` (the Redis store only), the create's task-index entry. The Redis store
+   * given a write-behind resolves once the write is sent, before Redis answers: a failure is told to
+   * `onFailure` (`final`: given up), and the write is retried meanwhile.
    */
-  settle (options: { reservation: Reservation, upstreamTaskId: string, creditsMilli: number | null, staleMs: number, now: number, endUser?: string | null, ledgerEntry?: string | null }): Promise<{ creditsMilli: number }>
+  settle (options: {
+    reservation: Reservation
+    upstreamTaskId: string
+    creditsMilli: number | null
+    staleMs: number
+    now: number
+    endUser?: string | null
+    ledgerEntry?: string | null
+    index?: TaskIndexWrite | null
+    onFailure?: (error: unknown, final: boolean) => void
+  }): Promise<{ creditsMilli: number }>
   /** the create failed: slot and charge are given back */
   release (reservation: Reservation): Promise<void>
   /**

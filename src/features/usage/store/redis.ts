@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis'
 import { budgetLimitInUnits, budgetNames, budgetResetsAt, taskChargeTtlMs, usageRetentionMs, type BudgetName, type UsageStore } from './memory.ts'
 import { msPerDay, utcDay, utcMonth } from '../windows.ts'
 import { defineScript } from '../../store/redis-script.ts'
+import type { WriteBehind } from '../../store/write-behind.ts'
+import { taskIndexAddLua, type TaskIndexWrite } from '../../tasks/index-store/redis.ts'
 
 /**
  * The usage store shared by every instance. Keys of one tenant share the hash
@@ -16,15 +18,31 @@ import { defineScript } from '../../store/redis-script.ts'
  */
 
 /**
- * KEYS: inflight, day, month. ARGV: now, stale deadline, token, max concurrent (-1: none),
- * credits, video seconds, then four limits in budgetNames order (-1: none), day ttl, month ttl.
- * Answers {1} (admitted), {0, 'concurrency'}, or {0, <budget name>}.
+ * KEYS: inflight, day, month, the rate-limit counter (any key of the tenant's slot when there is none).
+ * ARGV: now, stale deadline, token, max concurrent (-1: none), credits, video seconds, then four limits
+ * in budgetNames order (-1: none), day ttl, month ttl, the rate limit's window (ms) and max (-1: none).
+ * Answers {1, count, ttl} (admitted), {0, 'rate', count, ttl}, {0, 'concurrency', count, ttl}, or
+ * {0, <budget name>, count, ttl} (count and ttl: the rate-limit window's, 0 without one).
+ * The rate limit counts first, as @fastify/rate-limit's own script does (INCR; the window starts with
+ * its first request, fixed), so that a create costs one round trip for its limit, slot and budgets;
+ * a request past it is refused before anything else is looked at, and takes nothing.
  */
 const admitScript = `
+local count, ttl = 0, 0
+if tonumber(ARGV[14]) >= 0 then
+  count = redis.call('INCR', KEYS[4])
+  if count == 1 then
+    ttl = tonumber(ARGV[13])
+    redis.call('PEXPIRE', KEYS[4], ttl)
+  else
+    ttl = redis.call('PTTL', KEYS[4])
+  end
+  if count > tonumber(ARGV[14]) then return {0, 'rate', count, ttl} end
+end
 local maxConcurrent = tonumber(ARGV[4])
 if maxConcurrent >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-  if redis.call('ZCARD', KEYS[1]) >= maxConcurrent then return {0, 'concurrency'} end
+  if redis.call('ZCARD', KEYS[1]) >= maxConcurrent then return {0, 'concurrency', count, ttl} end
 end
 local credits = tonumber(ARGV[5])
 local seconds = tonumber(ARGV[6])
@@ -38,7 +56,7 @@ for i, check in ipairs(checks) do
   local limit = tonumber(ARGV[6 + i])
   if limit >= 0 then
     local used = tonumber(redis.call('HGET', check[1], check[2]) or '0')
-    if used + check[3] > limit then return {0, check[4]} end
+    if used + check[3] > limit then return {0, check[4], count, ttl} end
   end
 end
 if maxConcurrent >= 0 then
@@ -50,40 +68,52 @@ for i = 2, 3 do
   redis.call('HINCRBY', KEYS[i], 'video_seconds', seconds)
   redis.call('PEXPIRE', KEYS[i], ARGV[9 + i])
 end
-return {1}`
+return {1, count, ttl}`
 
 /**
- * KEYS: inflight, day, month, task. ARGV: token, upstream id, stale deadline,
+ * KEYS: inflight, day, month, task, the usage ledger's stream, then the task index's order and
+ * entries (tasks/index-store/redis.ts). ARGV: token, upstream id, stale deadline,
  * credits delta (actual - estimate), actual credits, day, month, task ttl, stale ms,
  * holds a slot (1: the tenant has a concurrency cap, so the task moves from token to id in the set),
- * the end user's ledger prefix ('' : none), video seconds, day ttl, the usage ledger's entry ('' : none).
+ * the end user's ledger prefix ('' : none), video seconds, day ttl, the usage ledger's entry ('' : none),
+ * then the index entry: id ('' : none), rank, JSON, max per tenant, oldest rank kept.
  * The end user's prefix is kept in the task's hash, so that its end is counted for the end user too.
  * KEYS[5] is the usage ledger's stream (database mode, usage/ledger.ts): its entry rides on this
- * script, the one write a create makes after the upstream answered, so the ledger costs no round trip
- * and the entry is in Redis before the client has its answer.
+ * script, the one write a create makes after the upstream answered, so the ledger costs no round trip.
+ * The task index's entry rides on it too (one script, one slot: both are under the tenant's hash tag).
+ * This write is sent behind the answer (store/write-behind.ts) and may be sent again after a
+ * failure: the task's `day` field says it ran already, so a second run counts nothing twice. A task
+ * seen finished before its settlement landed (a retry after an outage) takes no slot.
  * (Deadlines are scores on the gateway's clock; key expiries are relative, on
  * Redis's: the set outlives its newest member.)
  */
 const settleScript = `
-if ARGV[10] == '1' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+if redis.call('HSETNX', KEYS[4], 'day', ARGV[6]) == 1 then
+  if ARGV[10] == '1' then
+    redis.call('ZREM', KEYS[1], ARGV[1])
+    if redis.call('HEXISTS', KEYS[4], 'finished') == 0 then
+      redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+      redis.call('PEXPIRE', KEYS[1], ARGV[9])
+    end
+  end
+  redis.call('HINCRBY', KEYS[2], 'created', 1)
+  redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
+  redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
+  redis.call('HSET', KEYS[4], 'month', ARGV[7], 'credits_milli', ARGV[5])
+  if ARGV[11] ~= '' then
+    local userDay = ARGV[11] .. 'day:' .. ARGV[6]
+    redis.call('HINCRBY', userDay, 'created', 1)
+    redis.call('HINCRBY', userDay, 'video_seconds', ARGV[12])
+    redis.call('HINCRBY', userDay, 'credits_milli', ARGV[5])
+    redis.call('PEXPIRE', userDay, ARGV[13])
+    redis.call('HSET', KEYS[4], 'end_user', ARGV[11])
+  end
+  redis.call('PEXPIRE', KEYS[4], ARGV[8])
+  if ARGV[14] ~= '' then redis.call('XADD', KEYS[5], '*', 'c', ARGV[14]) end
 end
-redis.call('HINCRBY', KEYS[2], 'created', 1)
-redis.call('HINCRBY', KEYS[2], 'credits_milli', ARGV[4])
-redis.call('HINCRBY', KEYS[3], 'credits_milli', ARGV[4])
-redis.call('HSET', KEYS[4], 'day', ARGV[6], 'month', ARGV[7], 'credits_milli', ARGV[5])
-if ARGV[11] ~= '' then
-  local userDay = ARGV[11] .. 'day:' .. ARGV[6]
-  redis.call('HINCRBY', userDay, 'created', 1)
-  redis.call('HINCRBY', userDay, 'video_seconds', ARGV[12])
-  redis.call('HINCRBY', userDay, 'credits_milli', ARGV[5])
-  redis.call('PEXPIRE', userDay, ARGV[13])
-  redis.call('HSET', KEYS[4], 'end_user', ARGV[11])
+if ARGV[15] ~= '' then
+${taskIndexAddLua(6, 15)}
 end
-redis.call('PEXPIRE', KEYS[4], ARGV[8])
-if ARGV[14] ~= '' then redis.call('XADD', KEYS[5], '*', 'c', ARGV[14]) end
 return 1`
 
 /** KEYS: inflight, day, month. ARGV: token, credits, video seconds. */
@@ -138,13 +168,15 @@ export interface RedisUsageStoreOptions {
   maxPendingRequestCounts?: number
   /** the usage ledger's stream (database mode): settle and finish add its entries (default: a key nothing reads, never written) */
   ledgerStream?: string
+  /** settlements go behind the answer, batched (store/write-behind.ts); without it settle() awaits Redis's answer */
+  writeBehind?: WriteBehind
 }
 
 export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageStore {
-  const { redis, keyPrefix } = options
+  const { redis, keyPrefix, writeBehind } = options
   const requestCounts = createRequestCountBatcher({ redis, flushMs: options.requestCountFlushMs ?? 1000, maxPendingKeys: options.maxPendingRequestCounts ?? 100_000 })
-  const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 3 })
-  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 5 })
+  const admit = defineScript(redis, { name: 'vgUsageAdmit', lua: admitScript, numberOfKeys: 4 })
+  const settle = defineScript(redis, { name: 'vgUsageSettle', lua: settleScript, numberOfKeys: 7 })
   const release = defineScript(redis, { name: 'vgUsageRelease', lua: releaseScript, numberOfKeys: 3 })
   const finish = defineScript(redis, { name: 'vgUsageFinish', lua: finishScript, numberOfKeys: 4 })
   // Without the ledger no entry is ever given, so this key is only named, never written.
@@ -156,27 +188,38 @@ export function createRedisUsageStore (options: RedisUsageStoreOptions): UsageSt
     [`${prefix(tenantId)}inflight`, `${prefix(tenantId)}day:${day}`, `${prefix(tenantId)}month:${month}`]
 
   return {
-    async admit ({ tenantId, token, charge, limits, now }) {
+    async admit ({ tenantId, token, charge, limits, now, rateLimit }) {
       const day = utcDay(now)
       const month = utcMonth(now)
       const budgetLimits = budgetNames.map((name) => {
         const limit = limits.budget?.[name]
         return limit === undefined ? -1 : budgetLimitInUnits(name, limit)
       })
-      const answer = await admit(...keys(tenantId, day, month),
+      const tenantKeys = keys(tenantId, day, month)
+      const answer = await admit(...tenantKeys, rateLimit?.key ?? tenantKeys[0],
         now, now + limits.staleMs, token, limits.maxConcurrentTasks ?? -1, charge.creditsMilli, charge.videoSeconds,
-        ...budgetLimits, usageRetentionMs, monthRetentionMs) as [number, string?]
-      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, at: now, holdsSlot: limits.maxConcurrentTasks !== null } }
-      if (answer[1] === 'concurrency') return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks ?? 0 }
+        ...budgetLimits, usageRetentionMs, monthRetentionMs, rateLimit?.timeWindowMs ?? 0, rateLimit?.max ?? -1) as [number, ...Array<string | number>]
+      const counted = rateLimit == null ? {} : { rateLimit: { current: Number(answer[answer.length - 2]), ttlMs: Math.max(0, Number(answer[answer.length - 1])) } }
+      if (answer[0] === 1) return { admitted: true, reservation: { tenantId, token, day, month, charge, at: now, holdsSlot: limits.maxConcurrentTasks !== null }, ...counted }
+      if (answer[1] === 'rate') return { admitted: false, reason: 'rate', max: rateLimit?.max ?? 0, ...counted }
+      if (answer[1] === 'concurrency') return { admitted: false, reason: 'concurrency', limit: limits.maxConcurrentTasks ?? 0, ...counted }
       const budget = answer[1] as BudgetName
-      return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now) }
+      return { admitted: false, reason: 'budget', budget, limit: limits.budget?.[budget] ?? 0, resetsAt: budgetResetsAt(budget, now), ...counted }
     },
-    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser, ledgerEntry }) {
+    async settle ({ reservation, upstreamTaskId, creditsMilli, staleMs, now, endUser, ledgerEntry, index, onFailure }) {
       const { tenantId, day, month, charge } = reservation
       const charged = creditsMilli ?? charge.creditsMilli
-      await settle(...keys(tenantId, day, month), `${prefix(tenantId)}task:${upstreamTaskId}`, ledgerStream,
+      const tenantKeys = keys(tenantId, day, month)
+      // Without an entry, keys of the tenant's own slot are named (never touched) in the index's place.
+      const indexWrite: TaskIndexWrite = index ?? { keys: [tenantKeys[0], tenantKeys[0]], args: ['', 0, '', 0, 0] }
+      const args = [...tenantKeys, `${prefix(tenantId)}task:${upstreamTaskId}`, ledgerStream, ...indexWrite.keys,
         reservation.token, upstreamTaskId, now + staleMs, charged - charge.creditsMilli, charged, day, month, taskChargeTtlMs, staleMs, reservation.holdsSlot ? 1 : 0,
-        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs, ledgerEntry ?? '')
+        userPrefix(tenantId, endUser), charge.videoSeconds, usageRetentionMs, ledgerEntry ?? '', ...indexWrite.args]
+      if (writeBehind === undefined) {
+        await settle(...args)
+      } else {
+        await writeBehind.send({ add: (pipeline) => { settle.queue(pipeline, ...args) }, onFailure: onFailure ?? (() => {}) })
+      }
       return { creditsMilli: charged }
     },
     async release ({ tenantId, token, day, month, charge }) {

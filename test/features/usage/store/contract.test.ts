@@ -5,6 +5,8 @@ import { createMemoryUsageStore, usageRetentionMs, type AdmissionLimits, type Us
 import { createRedisUsageStore, type RedisUsageStoreOptions } from '../../../../src/features/usage/store/redis.ts'
 import { daysBetween, nextUtcDayStart, nextUtcMonthStart, parseUtcDay, utcDay, utcMonth } from '../../../../src/features/usage/windows.ts'
 import { createChargeOf } from '../../../../src/features/usage/charge.ts'
+import { createWriteBehind } from '../../../../src/features/store/write-behind.ts'
+import { createRedisTaskIndexStore } from '../../../../src/features/tasks/index-store/redis.ts'
 import { redisForTests } from '../../../helpers/redis.ts'
 
 const redis = await redisForTests()
@@ -164,6 +166,80 @@ contract('Redis', async () => {
   })
   return createRedisUsageStore({ redis: client, keyPrefix })
 }, 'skip' in redis ? redis.skip : false)
+
+// The production set-up: settlements sent behind the answer, on the client every later read uses.
+contract('Redis, settlements behind the answer', async () => {
+  if ('skip' in redis) throw new Error('unreachable')
+  const client = new Redis(redis.url)
+  await client.ping()
+  const keyPrefix = `vg:test-usage:${randomUUID()}:`
+  const writeBehind = createWriteBehind({ redis: client })
+  t.teardown(async () => {
+    await writeBehind.close()
+    const keys = await client.keys(`${keyPrefix}*`)
+    if (keys.length > 0) await client.del(...keys)
+    await client.quit()
+  })
+  return createRedisUsageStore({ redis: client, keyPrefix, writeBehind })
+}, 'skip' in redis ? redis.skip : false)
+
+t.test('Redis: one script for a create\'s settlement and its index entry; rate limit and admission in one', { skip: 'skip' in redis ? redis.skip : false }, async (t) => {
+  if ('skip' in redis) return
+  const client = new Redis(redis.url)
+  await client.ping()
+  const keyPrefix = `vg:test-usage:${randomUUID()}:`
+  const writeBehind = createWriteBehind({ redis: client })
+  t.teardown(async () => {
+    await writeBehind.close()
+    const keys = await client.keys(`${keyPrefix}*`)
+    if (keys.length > 0) await client.del(...keys)
+    await client.quit()
+  })
+  const store = createRedisUsageStore({ redis: client, keyPrefix, writeBehind })
+  const index = createRedisTaskIndexStore({ redis: client, keyPrefix: `${keyPrefix}tasks:`, maxEntriesPerTenant: 10, retentionMs: 86_400_000, now: () => lateInMarch })
+  const capped: AdmissionLimits = { maxConcurrentTasks: 1, budget: { creditsPerDay: 100 }, staleMs: 60_000 }
+  const admit = async (tenantId: string, limits = capped, rateLimit: { key: string, max: number, timeWindowMs: number } | null = null) =>
+    await store.admit({ tenantId, token: `reservation:${randomUUID()}`, charge, limits, now: lateInMarch, rateLimit })
+
+  t.test('the settlement carries the index entry; sent again (a retry), it counts nothing twice', async (t) => {
+    const tenantId = `store-test-${randomUUID()}`
+    const admission = await admit(tenantId)
+    if (!admission.admitted) throw new Error('not admitted')
+    const entry = { id: 'scoped-1', createdAt: lateInMarch, rank: lateInMarch * 1000 + 1, attributes: { model: 'm', prompt: 'p', seconds: '4', aspectRatio: null, quality: '720p' } }
+    const settle = { reservation: admission.reservation, upstreamTaskId: 'task-1', creditsMilli: 12_000, staleMs: 60_000, now: lateInMarch, index: index.writeOf?.(tenantId, entry) ?? null }
+    t.same(await store.settle(settle), { creditsMilli: 12_000 })
+    t.same(await index.list(tenantId, { limit: 10, order: 'desc' }), { entries: [entry], hasMore: false }, 'indexed by the same script')
+    await store.settle(settle)
+    await writeBehind.flush()
+    t.match(await store.report({ tenantId, days: ['2026-03-31'] }), [{ tasksCreated: 1, creditsMilli: 12_000, videoSeconds: 4 }], 'once')
+    t.equal(await client.zcard(`${keyPrefix}{${tenantId}}:inflight`), 1, 'one slot, the task\'s')
+  })
+
+  t.test('a task seen finished before its settlement landed holds no slot', async (t) => {
+    const tenantId = `store-test-${randomUUID()}`
+    const admission = await admit(tenantId)
+    if (!admission.admitted) throw new Error('not admitted')
+    await store.finish({ tenantId, upstreamTaskId: 'task-early', outcome: 'completed', finalCreditsMilli: null, now: lateInMarch })
+    await store.settle({ reservation: admission.reservation, upstreamTaskId: 'task-early', creditsMilli: null, staleMs: 60_000, now: lateInMarch })
+    t.equal(await client.zcard(`${keyPrefix}{${tenantId}}:inflight`), 0, 'neither the token nor the id')
+    t.ok((await admit(tenantId)).admitted, 'the cap of 1 admits again')
+  })
+
+  t.test('the rate limit counts first; a request past it is refused and takes nothing', async (t) => {
+    const tenantId = `store-test-${randomUUID()}`
+    const rateLimit = { key: `${keyPrefix}rl:{${tenantId}}:POST/create`, max: 1, timeWindowMs: 30_000 }
+    const first = await admit(tenantId, noLimits, rateLimit)
+    t.match(first, { admitted: true, rateLimit: { current: 1 } })
+    t.ok((first.rateLimit?.ttlMs ?? 0) > 29_000 && (first.rateLimit?.ttlMs ?? 0) <= 30_000, 'the window starts with its first request')
+    const second = await admit(tenantId, capped, rateLimit)
+    t.match(second, { admitted: false, reason: 'rate', max: 1, rateLimit: { current: 2 } })
+    t.equal(await client.zcard(`${keyPrefix}{${tenantId}}:inflight`), 0, 'no slot')
+    t.match(await store.report({ tenantId, days: ['2026-03-31'] }), [{ creditsMilli: 9600, videoSeconds: 4 }], 'only the first one\'s charge')
+    t.ok(await client.pttl(rateLimit.key) > 0, 'the counter expires')
+    t.match(await admit(tenantId, noLimits), { admitted: true }, 'without a rate limit nothing is counted')
+    t.equal(await client.get(rateLimit.key), '2')
+  })
+})
 
 t.test('memory: days and months past the retention are dropped when a new day is first counted', async (t) => {
   const store = createMemoryUsageStore()
