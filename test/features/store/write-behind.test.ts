@@ -48,13 +48,16 @@ t.test('the write-behind', { skip: 'skip' in redis ? redis.skip : false }, async
     await writeBehind.send(incr('fine'))
     // The answers come back after send(): a flush waits for them.
     await writeBehind.flush().catch(() => {})
-    t.match(failures, [{ key: 'text', final: false, message: /not an integer/ }], 'told, not given up')
+    // (Its answer may be back before flush() starts, which then sends it again, failing again: once or twice.)
+    t.ok(failures.length >= 1 && failures.length <= 2, 'told')
+    t.ok(failures.every((failure) => failure.key === 'text' && !failure.final && /not an integer/.test(failure.message)), 'not given up')
     t.equal(writeBehind.pending, 1, 'kept for the retry')
+    const told = failures.length
     await client.set(`${prefix}text`, '41')
     await writeBehind.flush()
     t.equal(await client.get(`${prefix}text`), '42', 'written by the retry')
     t.equal(writeBehind.pending, 0)
-    t.equal(failures.length, 1)
+    t.equal(failures.length, told, 'the retry succeeded')
   })
 
   t.test('the retry timer sends it again by itself', async (t) => {
