@@ -23,6 +23,11 @@ export interface ScenarioRecord {
    * answer (store/write-behind.ts), so the request path waits for one of the two a create makes.
    */
   redisRoundTripsPerRequest?: number | null
+  /**
+   * Of those, the ones a request waited for: the script calls less the ones the gateway says
+   * it sent behind an answer (its vg_redis_writes_behind_total over the same scenario).
+   */
+  redisWaitedRoundTripsPerRequest?: number | null
 }
 
 export interface BenchRecord {
@@ -141,9 +146,12 @@ export function evaluateTargets (record: BenchRecord): Target[] {
     targets.push({ name: 'create: CPU per request, gateway ÷ baseline', value: cpuCost, limit: `≤ ${createCpuCostTarget}`, pass: cpuCost !== null && cpuCost <= createCpuCostTarget, enforced })
   }
   const createRedis = record.scenarios.find((entry) => entry.name === 'create-redis')
-  if (createRedis?.redisRoundTripsPerRequest != null) {
-    const perCreate = createRedis.redisRoundTripsPerRequest
-    targets.push({ name: 'create-redis: Redis script calls per create (INFO commandstats; waited for or sent behind the answer)', value: perCreate, limit: `≤ ${redisRoundTripsTarget}`, pass: perCreate <= redisRoundTripsTarget, enforced })
+  if (createRedis?.redisWaitedRoundTripsPerRequest != null) {
+    // The issue's figure is round trips on the request path: the ones sent behind the answer are reported beside it, not counted.
+    const waited = createRedis.redisWaitedRoundTripsPerRequest
+    const all = createRedis.redisRoundTripsPerRequest ?? null
+    const behind = all === null ? '' : `; ${all} script calls in all (INFO commandstats), ${Math.round((all - waited) * 100) / 100} sent behind the answer`
+    targets.push({ name: `create-redis: Redis round trips per create on the request path${behind}`, value: waited, limit: `≤ ${redisRoundTripsTarget}`, pass: waited <= redisRoundTripsTarget, enforced })
   }
   // A dialect is a mapping, not a second pipeline: its create runs within 5 % of the native one's throughput.
   const native = record.scenarios.find((entry) => entry.name === 'create')

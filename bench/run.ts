@@ -137,6 +137,15 @@ async function redisScriptCalls (url: string): Promise<number> {
   }
 }
 
+/** The gateway's own count of script calls it sent behind an answer (vg_redis_writes_behind_total). */
+async function writesBehind (gatewayUrl: string, metricsToken: string): Promise<number> {
+  const answer = await fetch(`${gatewayUrl}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } })
+  if (!answer.ok) throw new Error(`GET /metrics answered ${answer.status}`)
+  const value = /^vg_redis_writes_behind_total (\d+)$/m.exec(await answer.text())?.[1]
+  if (value === undefined) throw new Error('GET /metrics has no vg_redis_writes_behind_total')
+  return Number(value)
+}
+
 async function main (): Promise<number> {
   const started = Date.now()
   installCleanup()
@@ -196,12 +205,15 @@ async function main (): Promise<number> {
       // Round trips per create: the script calls Redis ran during the scenario (the baseline
       // makes none), over the gateway's requests. A shared Redis's other clients count too.
       const callsBefore = await redisScriptCalls(redisUrl)
+      const behindBefore = await writesBehind(redisGateway.url, secrets.metricsToken)
       const result = await runScenario(scenario, baseline, redisGateway)
       const commands = (await redisScriptCalls(redisUrl)) - callsBefore
+      const behind = (await writesBehind(redisGateway.url, secrets.metricsToken)) - behindBefore
       const requests = [...Object.values(result.warmup), ...result.rounds.map((entry) => entry.gateway)]
         .filter((run) => run !== undefined && run !== result.warmup.baseline)
         .reduce((sum, run) => sum + run.requests, 0)
       result.redisRoundTripsPerRequest = requests === 0 ? null : Math.round(commands / requests * 100) / 100
+      result.redisWaitedRoundTripsPerRequest = requests === 0 ? null : Math.round((commands - behind) / requests * 100) / 100
       record.scenarios.push(result)
     } finally {
       await stop(redisGateway)

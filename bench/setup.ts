@@ -29,6 +29,8 @@ export interface BenchSecrets {
   upstreamKey: string
   /** signs tenant-scoped task ids: the bench mints ids for tasks it did not create through the gateway */
   gatewaySecret: string
+  /** METRICS_TOKEN: the bench reads the gateway's own counters (vg_redis_writes_behind_total) */
+  metricsToken: string
   gatewayEnv (upstreamUrl: string, redisUrl: string): Record<string, string>
   /** the tenants file the gateway reads in file mode (imported into the database in database mode) */
   tenantsFile: string
@@ -41,6 +43,7 @@ export function prepareSecrets (): BenchSecrets {
   const otherTenantKey = 'vgk_bench_' + randomBytes(24).toString('base64url')
   const upstreamKey = 'sk-bench-' + randomBytes(16).toString('hex')
   const gatewaySecret = randomBytes(48).toString('base64url')
+  const metricsToken = randomBytes(24).toString('base64url')
   const tenantsFile = join(dir, 'tenants.json')
   // A fresh tenant id per run: Redis counters of an earlier run cannot interfere. Limits far above any load.
   const unlimited = { max: 1_000_000_000, timeWindow: 60_000 }
@@ -60,6 +63,7 @@ export function prepareSecrets (): BenchSecrets {
     otherTenantId,
     upstreamKey,
     gatewaySecret,
+    metricsToken,
     tenantsFile,
     gatewayEnv: (upstreamUrl, redisUrl) => ({
       NODE_ENV: 'production',
@@ -68,6 +72,7 @@ export function prepareSecrets (): BenchSecrets {
       EVOLINK_BASE_URL: upstreamUrl,
       TENANTS_FILE: tenantsFile,
       GATEWAY_SECRET: gatewaySecret,
+      METRICS_TOKEN: metricsToken,
       REDIS_URL: redisUrl,
       UPSTREAM_CONNECTIONS: '128'
     }),

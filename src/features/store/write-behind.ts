@@ -30,6 +30,8 @@ export interface WriteBehind {
   flush (): Promise<void>
   /** writes queued, in flight or waiting for a retry */
   readonly pending: number
+  /** writes handed to Redis so far, retries included (vg_redis_writes_behind_total): script calls nobody waited for */
+  readonly sent: number
   /** the last flush: what still fails is given up (`onFailure(…, true)`) and counted in the answer */
   close (): Promise<number>
 }
@@ -53,6 +55,7 @@ export function createWriteBehind (options: WriteBehindOptions): WriteBehind {
   let sent: { promise: Promise<void>, resolve: () => void } | null = null
   let retryTimer: NodeJS.Timeout | null = null
   let closed = false
+  let sentCount = 0
 
   function failed (writes: readonly DeferredWrite[], error: unknown): void {
     for (const write of writes) {
@@ -85,6 +88,7 @@ export function createWriteBehind (options: WriteBehindOptions): WriteBehind {
         const pipeline = redis.pipeline()
         for (const write of batch) write.add(pipeline)
         inFlight += batch.length
+        sentCount += batch.length
         answered = pipeline.exec().then((results) => {
           const failures = batch.filter((_, index) => results?.[index]?.[0] != null)
           const error = results?.find(([error]) => error != null)?.[0]
@@ -127,6 +131,9 @@ export function createWriteBehind (options: WriteBehindOptions): WriteBehind {
     },
     get pending () {
       return queue.length + retries.length + inFlight
+    },
+    get sent () {
+      return sentCount
     },
     async close () {
       await this.flush()

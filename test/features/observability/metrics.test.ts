@@ -52,6 +52,7 @@ t.test('GET /metrics after real traffic', async (t) => {
   t.equal(series(text, 'vg_upstream_circuit_breaker_state{state="closed"}'), 1)
   t.equal(series(text, 'vg_upstream_circuit_breaker_state{state="open"}'), 0)
   t.equal(series(text, 'vg_redis_up'), -1, 'memory mode')
+  t.equal(series(text, 'vg_redis_writes_behind_total'), 0, 'memory mode writes nothing behind an answer')
   t.notOk(text.includes(taskId.split('.')[0] as string), 'no task id in any label')
   t.notOk(text.includes(acme.key) || text.includes(TEST_UPSTREAM_KEY), 'no key anywhere')
 

@@ -54,6 +54,9 @@ t.test('50 concurrent creates against a budget of 10, across two instances: exac
   const usage = await second.inject({ method: 'GET', url: '/v1/usage', headers: { authorization: acme.authorization } })
   t.same(usage.json().total, { requests: 51, tasks_created: 10, tasks_completed: 0, tasks_failed: 0, video_seconds: 40, credits: 96, archived_videos: 0, archived_bytes: 0 }, 'either instance reports the shared counters')
   t.match(await first.metrics.registry.metrics(), /^vg_redis_up 1$/m, 'the Redis gauge')
+  // One settlement (with its task-index entry) per admitted create, sent behind its answer; refused ones write nothing after.
+  const writesBehind = async (app: typeof first) => Number(/^vg_redis_writes_behind_total (\d+)$/m.exec(await app.metrics.registry.metrics())?.[1])
+  t.equal(await writesBehind(first) + await writesBehind(second), 10, 'vg_redis_writes_behind_total: one per admitted create, over both instances')
 })
 
 t.test('50 concurrent creates against maxConcurrentTasks 10, across two instances: exactly 10 admitted', { skip }, async (t) => {
