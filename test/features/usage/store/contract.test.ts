@@ -167,34 +167,31 @@ contract('Redis', async () => {
   return createRedisUsageStore({ redis: client, keyPrefix })
 }, 'skip' in redis ? redis.skip : false)
 
-// The production set-up: settlements sent behind the answer, on the client every later read uses.
-contract('Redis, settlements behind the answer', async () => {
-  if ('skip' in redis) throw new Error('unreachable')
-  const client = new Redis(redis.url)
+/** A Redis client, a key prefix of its own and a write-behind on that client, all cleaned up by `test`'s teardown. */
+async function redisWithWriteBehind (test: { teardown (fn: () => Promise<void>): void }, url: string): Promise<{ client: Redis, keyPrefix: string, writeBehind: ReturnType<typeof createWriteBehind> }> {
+  const client = new Redis(url)
   await client.ping()
   const keyPrefix = `vg:test-usage:${randomUUID()}:`
   const writeBehind = createWriteBehind({ redis: client })
-  t.teardown(async () => {
+  test.teardown(async () => {
     await writeBehind.close()
     const keys = await client.keys(`${keyPrefix}*`)
     if (keys.length > 0) await client.del(...keys)
     await client.quit()
   })
+  return { client, keyPrefix, writeBehind }
+}
+
+// The production set-up: settlements sent behind the answer, on the client every later read uses.
+contract('Redis, settlements behind the answer', async () => {
+  if ('skip' in redis) throw new Error('unreachable')
+  const { client, keyPrefix, writeBehind } = await redisWithWriteBehind(t, redis.url)
   return createRedisUsageStore({ redis: client, keyPrefix, writeBehind })
 }, 'skip' in redis ? redis.skip : false)
 
 t.test('Redis: one script for a create\'s settlement and its index entry; rate limit and admission in one', { skip: 'skip' in redis ? redis.skip : false }, async (t) => {
   if ('skip' in redis) return
-  const client = new Redis(redis.url)
-  await client.ping()
-  const keyPrefix = `vg:test-usage:${randomUUID()}:`
-  const writeBehind = createWriteBehind({ redis: client })
-  t.teardown(async () => {
-    await writeBehind.close()
-    const keys = await client.keys(`${keyPrefix}*`)
-    if (keys.length > 0) await client.del(...keys)
-    await client.quit()
-  })
+  const { client, keyPrefix, writeBehind } = await redisWithWriteBehind(t, redis.url)
   const store = createRedisUsageStore({ redis: client, keyPrefix, writeBehind })
   const index = createRedisTaskIndexStore({ redis: client, keyPrefix: `${keyPrefix}tasks:`, maxEntriesPerTenant: 10, retentionMs: 86_400_000, now: () => lateInMarch })
   const capped: AdmissionLimits = { maxConcurrentTasks: 1, budget: { creditsPerDay: 100 }, staleMs: 60_000 }
