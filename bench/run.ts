@@ -137,13 +137,15 @@ async function redisScriptCalls (url: string): Promise<number> {
   }
 }
 
-/** The gateway's own count of script calls it sent behind an answer (vg_redis_writes_behind_total). */
+/**
+ * The gateway's own count of script calls it sent behind an answer (vg_redis_writes_behind_total).
+ * A build without the counter (`--server-js` of one before the write-behind) waited for every call: 0.
+ */
 async function writesBehind (gatewayUrl: string, metricsToken: string): Promise<number> {
   const answer = await fetch(`${gatewayUrl}/metrics`, { headers: { authorization: `Bearer ${metricsToken}` } })
   if (!answer.ok) throw new Error(`GET /metrics answered ${answer.status}`)
   const value = /^vg_redis_writes_behind_total (\d+)$/m.exec(await answer.text())?.[1]
-  if (value === undefined) throw new Error('GET /metrics has no vg_redis_writes_behind_total')
-  return Number(value)
+  return value === undefined ? 0 : Number(value)
 }
 
 async function main (): Promise<number> {
