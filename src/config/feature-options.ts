@@ -4,8 +4,8 @@ import type { LookupFunction } from '../http/destination.ts'
 import { parseDestinationPolicy } from '../http/destination.ts'
 import { parseModelAliases } from '../features/openai/mapping.ts'
 import type { Dispatcher } from 'undici'
-import type { ArchiveStorage } from '../features/archive/storage/storage.ts'
-import { createDirectoryStorage } from '../features/archive/storage/directory.ts'
+import type { ArchiveStorage, StorageDescriptor } from '../features/archive/storage/storage.ts'
+import { openStorage } from '../features/archive/storage/open.ts'
 import type { ErrorHandlerOptions } from '../errors/handler.ts'
 import type { RedisStoreOptions } from '../features/store/plugin.ts'
 import type { DatabaseOptions } from '../features/database/plugin.ts'
@@ -179,22 +179,21 @@ export type FeatureOptions = ReturnType<typeof featureOptions>
 
 /** The archive's storage: the bucket when one is named, else the directory, else none. */
 export async function openArchiveStorage (config: Config): Promise<ArchiveStorage | null> {
-  try {
-    if (config.archiveS3Bucket !== '') {
-      // Loaded only for a bucket: the AWS SDK weighs ~34 MB of memory (RSS) that every other gateway would carry.
-      const { createS3Storage } = await import('../features/archive/storage/s3.ts')
-      return await createS3Storage({
+  const descriptor: StorageDescriptor | null = config.archiveS3Bucket !== ''
+    ? {
+        kind: 's3',
         bucket: config.archiveS3Bucket,
         region: config.archiveS3Region,
         forcePathStyle: config.archiveS3ForcePathStyle,
         prefix: config.archiveS3Prefix,
         ...(config.archiveS3Endpoint === '' ? {} : { endpoint: config.archiveS3Endpoint })
-      })
-    }
-    if (config.archiveDir !== '') return await createDirectoryStorage({ root: config.archiveDir })
+      }
+    : config.archiveDir !== '' ? { kind: 'directory', root: config.archiveDir } : null
+  if (descriptor === null) return null
+  try {
+    return await openStorage(descriptor, { clean: true })
   } catch (error) {
-    const variable = config.archiveS3Bucket !== '' ? 'ARCHIVE_S3_BUCKET' : 'ARCHIVE_DIR'
+    const variable = descriptor.kind === 's3' ? 'ARCHIVE_S3_BUCKET' : 'ARCHIVE_DIR'
     throw new ConfigError(`${variable}: the archive storage cannot be opened (${(error as Error).message})`, { cause: error })
   }
-  return null
 }

@@ -1,7 +1,7 @@
 import { Worker, type MessagePort } from 'node:worker_threads'
 import { parseDestinationPolicy, type DestinationPolicy } from '../../http/destination.ts'
 import { createSourceDownloader, DownloadFailure, type Downloaded } from './download.ts'
-import { createDirectoryStorage } from './storage/directory.ts'
+import { openStorage } from './storage/open.ts'
 import type { ArchiveStorage, StorageDescriptor } from './storage/storage.ts'
 
 /**
@@ -47,15 +47,6 @@ export function policyToString (policy: DestinationPolicy): string {
   return [...policy.hosts, ...policy.ranges.map(([network, bits]) => `${network.toString()}/${bits}`)].join(',')
 }
 
-/** The storage a descriptor names, opened without clean-up (that is the main thread's, at start). */
-export async function openDescribedStorage (descriptor: StorageDescriptor): Promise<ArchiveStorage> {
-  if (descriptor.kind === 'directory') return await createDirectoryStorage({ root: descriptor.root, clean: false })
-  // Only S3 threads load the SDK.
-  const { createS3Storage } = await import('./storage/s3.ts')
-  const { kind: _kind, ...options } = descriptor
-  return await createS3Storage({ ...options, clean: false })
-}
-
 function causeOf (error: unknown): FailureCause | undefined {
   if (!(error instanceof Error)) return undefined
   const code = (error as NodeJS.ErrnoException).code
@@ -75,7 +66,8 @@ export function serveDownloads (port: MessagePort, init: DownloadThreadInit): { 
     idleTimeoutMs: init.idleTimeoutMs,
     totalTimeoutMs: init.totalTimeoutMs
   })
-  const opening = openDescribedStorage(init.storage)
+  // Without clean-up: that is the main thread's, at start, and its puts may be under way.
+  const opening = openStorage(init.storage, { clean: false })
   // Awaited per download; unhandled until the first one asks.
   opening.catch(() => {})
   const running = new Map<number, { controller: AbortController, answered: Promise<void> }>()

@@ -137,15 +137,18 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     registry,
     upstreamAttempt ({ method, durationMs, error }) {
       const code = error === undefined ? 'ok' : isGatewayError(error) ? error.tableCode : 'internal_error'
-      upstreamDuration.record(`${method}\n${code}`, () => ({ method, outcome: code }), durationMs / 1000)
+      const key = `${method}\n${code}`
+      const seconds = durationMs / 1000
+      if (!upstreamDuration.record(key, seconds)) upstreamDuration.begin(key, { method, outcome: code }, seconds)
       if (error !== undefined) upstreamErrors.inc({ method, code })
     },
     creditsCharged (tenantId, creditsMilli) {
-      if (creditsMilli > 0) credits.add(tenantId, () => ({ tenant: tenantId }), fromMilli(creditsMilli))
-      else if (creditsMilli < 0) refunds.add(tenantId, () => ({ tenant: tenantId }), fromMilli(-creditsMilli))
+      const counter = creditsMilli > 0 ? credits : creditsMilli < 0 ? refunds : null
+      const value = fromMilli(Math.abs(creditsMilli))
+      if (counter !== null && !counter.add(tenantId, value)) counter.begin(tenantId, { tenant: tenantId }, value)
     },
     videoSecondsOrdered (tenantId, seconds) {
-      videoSeconds.add(tenantId, () => ({ tenant: tenantId }), seconds)
+      if (!videoSeconds.add(tenantId, seconds)) videoSeconds.begin(tenantId, { tenant: tenantId }, seconds)
     }
   } satisfies GatewayMetrics)
 
@@ -160,7 +163,7 @@ async function metricsPlugin (fastify: FastifyInstance, options: MetricsOptions)
     const route = request.routeOptions.url ?? 'unmatched'
     // (A route pattern has no newline, a tenant id none either: the key is unambiguous.)
     const key = `${route}\n${request.method}\n${reply.statusCode}\n${tenant}`
-    requests.add(key, () => ({ route, method: request.method, status: String(reply.statusCode), tenant }))
+    if (!requests.add(key)) requests.begin(key, { route, method: request.method, status: String(reply.statusCode), tenant })
     const dialect = request.routeOptions.config.dialect
     if (dialect !== undefined) dialectRequests.inc({ dialect, status: String(reply.statusCode), tenant })
     const reason = request.errorCode === null ? undefined : rejectionReasons[request.errorCode]

@@ -30,11 +30,21 @@ export class TalliedCounter<L extends string> {
     })
   }
 
-  /** `key` names the series (its label values, joined); `labels` makes them, the first time only */
-  add (key: string, labels: () => Record<L, string>, value = 1): void {
+  /**
+   * Adds to the series `key` names (its label values, joined): false when there is none
+   * yet, and then `begin` makes it. Two calls rather than a labels callback, so that
+   * the request path allocates no closure per call.
+   */
+  add (key: string, value = 1): boolean {
     const entry = this.#pending.get(key)
-    if (entry === undefined) this.#pending.set(key, { labels: labels(), value })
-    else entry.value += value
+    if (entry === undefined) return false
+    entry.value += value
+    return true
+  }
+
+  /** A new series: its labels (made once, here) and its first value. */
+  begin (key: string, labels: Record<L, string>, value = 1): void {
+    this.#pending.set(key, { labels, value })
   }
 }
 
@@ -70,13 +80,10 @@ export class TalliedHistogram<L extends string> extends Histogram<L> {
     this.#aggregator = configuration.aggregator ?? 'sum'
   }
 
-  /** `key` names the series (its label values, joined); `labels` makes them, the first time only */
-  record (key: string, labels: () => Record<L, string>, value: number): void {
-    let series = this.series.get(key)
-    if (series === undefined) {
-      series = { labels: labels(), buckets: new Array<number>(this.#bounds.length + 1).fill(0), sum: 0, count: 0 }
-      this.series.set(key, series)
-    }
+  /** Records in the series `key` names (its label values, joined): false when there is none yet (then `begin` it). */
+  record (key: string, value: number): boolean {
+    const series = this.series.get(key)
+    if (series === undefined) return false
     const bounds = this.#bounds
     // The first bound not below the value, as prom-client's findBound.
     let index = 0
@@ -84,6 +91,13 @@ export class TalliedHistogram<L extends string> extends Histogram<L> {
     series.buckets[index] = (series.buckets[index] as number) + 1
     series.sum += value
     series.count++
+    return true
+  }
+
+  /** A new series: its labels (made once, here) and its first value. */
+  begin (key: string, labels: Record<L, string>, value: number): void {
+    this.series.set(key, { labels, buckets: new Array<number>(this.#bounds.length + 1).fill(0), sum: 0, count: 0 })
+    this.record(key, value)
   }
 
   override reset (): void {

@@ -204,9 +204,9 @@ t.test('the thread\'s side in-process: answers per id, ignores unknown cancels, 
 })
 
 t.test('an S3 descriptor opens the bucket in the thread without the start-up clean-up', async (t) => {
-  const { openDescribedStorage } = await import('../../../src/features/archive/download-threads.ts')
+  const { openStorage } = await import('../../../src/features/archive/storage/open.ts')
   // Nothing listens there: a clean-up (ListMultipartUploads) would fail the opening.
-  const storage = await openDescribedStorage({ kind: 's3', bucket: 'b', region: 'us-east-1', forcePathStyle: true, endpoint: 'http://127.0.0.1:9', prefix: 'p/' })
+  const storage = await openStorage({ kind: 's3', bucket: 'b', region: 'us-east-1', forcePathStyle: true, endpoint: 'http://127.0.0.1:9', prefix: 'p/' }, { clean: false })
   t.equal(storage.kind, 's3')
   t.same(storage.descriptor, { kind: 's3', bucket: 'b', region: 'us-east-1', forcePathStyle: true, endpoint: 'http://127.0.0.1:9', prefix: 'p/' })
   await storage.close()

@@ -21,11 +21,11 @@ function pair (): { own: Registry, tallied: Registry, feed: (route: string, stat
     feed (route, status, seconds, credits) {
       const method = status === '200' ? 'GET' : 'POST'
       ownCounter.inc({ route, status })
-      talliedCounter.add(`${route}\n${status}`, () => ({ route, status }))
+      if (!talliedCounter.add(`${route}\n${status}`)) talliedCounter.begin(`${route}\n${status}`, { route, status })
       ownHistogram.observe({ method }, seconds)
-      talliedHistogram.record(method, () => ({ method }), seconds)
+      if (!talliedHistogram.record(method, seconds)) talliedHistogram.begin(method, { method }, seconds)
       ownCredits.inc(credits)
-      talliedCredits.add('', () => ({}), credits)
+      if (!talliedCredits.add('', credits)) talliedCredits.begin('', {}, credits)
     }
   }
 }
